@@ -1,0 +1,212 @@
+"""Experiments and runs: from a TOML file and CLI flags to validated run configurations.
+
+An experiment is streams x strategies (with hyper-parameters) x seeds x device. Its TOML form::
+
+    name = "my-experiment"
+    streams = ["split-digits"]            # or: stream = "split-digits"
+    strategies = ["finetune", "ewc", "pnc"]
+    seeds = [0, 1, 2]
+    device = "auto"                       # auto | cpu | cuda
+    deterministic = false                 # set PyTorch's deterministic flags (GPU)
+
+    [train]                               # overrides the streams' default training settings
+    epochs = 10                           # also: batch_size, lr, optimizer, momentum, weight_decay
+
+    [stream_options.split-digits]         # per-stream options (`clonebench list`)
+    n_experiences = 5
+
+    [strategy.ewc]                        # per-strategy hyper-parameters
+    ewc_lambda = 1000.0
+
+    [source]                              # where PNC and weight fusion get their source
+    provider = "expert"                   # or "checkpoint" with path = "zoo/model-{step}.pt"
+
+A *run* is one (stream, strategy, seed); its key hashes its resolved configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from benchmark.errors import UsageError
+from benchmark.protocol import validate_source
+from benchmark.streams import get_stream, resolve_stream_options
+from strategies import STRATEGIES, TrainSettings, get_strategy
+
+DEFAULT_SEEDS = [0, 1, 2, 3, 4]
+DEVICES = ("auto", "cpu", "cuda")
+TOP_KEYS = {"name", "stream", "streams", "strategies", "seeds", "device", "deterministic",
+            "train", "stream_options", "strategy", "source"}
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
+
+
+def default_strategy_order() -> List[str]:
+    """Every registered strategy, the reference (upper bound) first."""
+    return sorted(STRATEGIES, key=lambda n: (not STRATEGIES[n].reference, n))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The resolved configuration of one run (what its key hashes)."""
+
+    stream: str
+    stream_options: Dict[str, Any]
+    backbone: str
+    strategy: str
+    hparams: Dict[str, Any]
+    seed: int
+    train: Dict[str, Any]
+    device: str
+    deterministic: bool
+    source: Optional[Dict[str, Any]]
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["epochs"] = self.train["epochs"]
+        return d
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Experiment:
+    name: str = "default"
+    streams: List[str] = field(default_factory=lambda: ["split-digits"])
+    strategies: List[str] = field(default_factory=default_strategy_order)
+    seeds: List[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
+    device: str = "auto"
+    deterministic: bool = False
+    train: Dict[str, Any] = field(default_factory=dict)
+    stream_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    strategy_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    source: Dict[str, Any] = field(default_factory=lambda: {"provider": "expert"})
+
+    def run_configs(self) -> List[RunConfig]:
+        """Every run of the grid, validated; UsageError on the first bad name or value."""
+        device = resolve_device(self.device)
+        source = validate_source(self.source)
+        unknown_opts = sorted(set(self.strategy_options) - set(self.strategies))
+        if unknown_opts:
+            raise UsageError(f"options given for strategy {unknown_opts[0]!r}, which is not in "
+                             "the experiment's strategies")
+        runs = []
+        for stream in self.streams:
+            spec = get_stream(stream)
+            s_opts = resolve_stream_options(spec, self.stream_options.get(stream, {}))
+            train = resolve_train(spec.train_defaults, self.train)
+            for strategy in self.strategies:
+                sspec = get_strategy(strategy)
+                hparams = sspec.resolve(self.strategy_options.get(strategy, {}))
+                for seed in self.seeds:
+                    runs.append(RunConfig(stream, s_opts, spec.backbone, strategy, hparams,
+                                          seed, train, device, self.deterministic,
+                                          source if sspec.uses_source else None))
+        return runs
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(device: str) -> str:
+    if device not in DEVICES:
+        raise UsageError(f"bad --device {device!r}; choose auto, cpu or cuda")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def resolve_train(defaults: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """Stream defaults with overrides, validated, as a plain dict of TrainSettings fields."""
+    unknown = sorted(set(overrides) - TRAIN_KEYS)
+    if unknown:
+        raise UsageError(f"unknown training setting {unknown[0]!r}; known: "
+                         f"{', '.join(sorted(TRAIN_KEYS))}")
+    merged = dataclasses.asdict(TrainSettings(**defaults))
+    merged.update(overrides)
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if isinstance(merged[name], bool) or not isinstance(merged[name], int) or merged[name] < 1:
+            raise UsageError(f"bad value {merged[name]!r} for {name}: expected an integer >= 1")
+    for name in ("lr", "momentum", "weight_decay"):
+        value = merged[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
+                (name == "lr" and value == 0):
+            raise UsageError(f"bad value {value!r} for {name}: expected a positive number")
+        merged[name] = float(value)
+    if merged["optimizer"] not in ("adam", "sgd"):
+        raise UsageError(f"bad value {merged['optimizer']!r} for optimizer: choose adam or sgd")
+    return merged
+
+
+def _expect(value, kind, what: str):
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise UsageError(f"malformed config: {what} must be a {names}, got {value!r}")
+    return value
+
+
+def load_experiment(path: Path) -> Experiment:
+    """An experiment from a TOML file; UsageError naming the problem if malformed."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"malformed config {path}: {err}") from None
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise UsageError(f"malformed config {path}: unknown key {unknown[0]!r}; known: "
+                         f"{', '.join(sorted(TOP_KEYS))}")
+    exp = Experiment()
+    if "name" in data:
+        exp.name = _expect(data["name"], str, "name")
+    if "stream" in data and "streams" in data:
+        raise UsageError(f"malformed config {path}: give either stream or streams, not both")
+    if "stream" in data:
+        exp.streams = [_expect(data["stream"], str, "stream")]
+    if "streams" in data:
+        exp.streams = [_expect(s, str, "each of streams") for s in _expect(data["streams"], list, "streams")]
+    if "strategies" in data:
+        exp.strategies = [_expect(s, str, "each of strategies")
+                          for s in _expect(data["strategies"], list, "strategies")]
+    if "seeds" in data:
+        exp.seeds = [_expect(s, int, "each seed") for s in _expect(data["seeds"], list, "seeds")]
+    if "device" in data:
+        exp.device = _expect(data["device"], str, "device")
+    if "deterministic" in data:
+        exp.deterministic = _expect(data["deterministic"], bool, "deterministic")
+    exp.train = dict(_expect(data.get("train", {}), dict, "[train]"))
+    exp.stream_options = {k: dict(_expect(v, dict, f"[stream_options.{k}]"))
+                          for k, v in _expect(data.get("stream_options", {}), dict,
+                                              "[stream_options]").items()}
+    exp.strategy_options = {k: dict(_expect(v, dict, f"[strategy.{k}]"))
+                            for k, v in _expect(data.get("strategy", {}), dict,
+                                                "[strategy]").items()}
+    if "source" in data:
+        exp.source = dict(_expect(data["source"], dict, "[source]"))
+    return exp
+
+
+def parse_assignment(text: str) -> tuple:
+    """``STRATEGY.OPTION=VALUE`` from ``--set`` as (strategy, option, value string)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UsageError(f"bad --set {text!r}: expected STRATEGY.OPTION=VALUE, e.g. ewc.ewc_lambda=100")
+    lhs, value = text.split("=", 1)
+    strategy, option = lhs.split(".", 1)
+    return strategy.strip(), option.strip(), value.strip()

@@ -1,0 +1,135 @@
+"""The results store: one JSON record per run under ``DIR/runs/<key>.json``.
+
+Records are written atomically (a temp file in the same folder, fsync, then rename), so a reader
+or an interrupted writer never leaves a partial record; stale temp files from a killed writer are
+removed when the store is opened. A results folder may hold only what the suite writes; anything
+else is refused before a run starts, so a mistyped ``--out`` never mixes results with other files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+from benchmark.errors import RecordError, UsageError
+
+SCHEMA = "clonebench.run/1"
+RUNS = "runs"
+TMP_PREFIX = ".tmp-"
+# Entries the suite writes in a results folder.
+KNOWN_ENTRIES = {RUNS, "tables", "figures", "report.html", "experiment.json", "experts",
+                 ".lock", "claims"}
+REQUIRED = {
+    "key": str, "status": str, "config": dict, "classes_per_step": list,
+    "accuracy_matrix": list, "step_locality": list, "metrics": dict, "costs": dict,
+    "environment": dict,
+}
+METRIC_NAMES = ("final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
+                "forgetting", "bwt", "locality", "original_locality", "old_accuracy",
+                "new_accuracy")
+
+
+def validate_record(record, where: str) -> dict:
+    """``record`` if it is a clonebench run record, else RecordError naming ``where``."""
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise RecordError(f"{where} is not a clonebench run record (no schema {SCHEMA!r}); "
+                          "move it out of the results folder")
+    for name, kind in REQUIRED.items():
+        if not isinstance(record.get(name), kind):
+            raise RecordError(f"{where} is a corrupt record: field {name!r} is missing or not a "
+                              f"{kind.__name__}; delete it and re-run to recompute it")
+    if record["status"] not in ("ok", "failed"):
+        raise RecordError(f"{where} is a corrupt record: status {record['status']!r}")
+    if record["status"] == "failed" and not record.get("error"):
+        raise RecordError(f"{where} is a corrupt record: failed without an error")
+    if record["status"] == "ok":
+        missing = [m for m in METRIC_NAMES if m not in record["metrics"]]
+        if missing:
+            raise RecordError(f"{where} is a corrupt record: metric {missing[0]!r} missing")
+    return record
+
+
+def read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RecordError(f"{path} is corrupt or unreadable ({err.__class__.__name__}); delete "
+                          "it and re-run to recompute it") from None
+    validate_record(record, str(path))
+    if record["key"] != path.stem:
+        raise RecordError(f"{path} holds the record of run {record['key']}, not {path.stem}; "
+                          "rename or delete it")
+    return record
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ResultsStore:
+    """Reads and writes the run records of one results folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.runs = self.root / RUNS
+
+    def check(self, create: bool = False) -> "ResultsStore":
+        """Refuses a folder holding anything the suite did not write; removes stale temp files.
+
+        With ``create`` a missing folder is made; otherwise it must exist.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"{self.root} is a file, not a results folder; choose another --out")
+        if not self.root.exists():
+            if not create:
+                raise UsageError(f"results folder {self.root} does not exist")
+            return self
+        foreign = sorted(p.name for p in self.root.iterdir() if p.name not in KNOWN_ENTRIES)
+        if foreign:
+            raise UsageError(
+                f"{self.root} holds files that are not clonebench results ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); choose an empty or a results folder")
+        if self.runs.exists():
+            for path in self.runs.iterdir():
+                if path.name.startswith(TMP_PREFIX):
+                    path.unlink(missing_ok=True)
+                elif path.suffix != ".json" or not path.is_file():
+                    raise RecordError(f"{path} is not a clonebench record; move it out of "
+                                      f"{self.runs}")
+        return self
+
+    def paths(self) -> List[Path]:
+        if not self.runs.exists():
+            return []
+        return sorted(p for p in self.runs.glob("*.json") if not p.name.startswith(TMP_PREFIX))
+
+    def records(self) -> Iterator[dict]:
+        for path in self.paths():
+            yield read_record(path)
+
+    def load_all(self) -> Dict[str, dict]:
+        return {r["key"]: r for r in self.records()}
+
+    def has_ok(self, key: str) -> bool:
+        path = self.runs / f"{key}.json"
+        return path.exists() and read_record(path)["status"] == "ok"
+
+    def write(self, record: dict) -> Path:
+        validate_record(record, f"record {record.get('key')}")
+        path = self.runs / f"{record['key']}.json"
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        return path
