@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="address of an existing Ray cluster (with --backend ray)")
     run.add_argument("--data-root", help="folder holding real data sets (default: "
                      "$CLONEBENCH_DATA or ~/.cache/clonebench/data)")
+    run.add_argument("--download", action="store_true",
+                     help="download a missing data set into the data root (needs network; never "
+                     "done by default)")
     run.add_argument("--set", dest="assignments", action="append", default=[],
                      metavar="STRATEGY.OPTION=VALUE",
                      help="set a strategy hyper-parameter, e.g. ewc.ewc_lambda=100 (repeatable)")
@@ -81,7 +84,7 @@ def _experiment_from_args(args):
 
 
 def cmd_run(args) -> int:
-    from benchmark.runner import run_experiment
+    from benchmark.grid import run_experiment
 
     exp = _experiment_from_args(args)
     out = args.out or (Path("results") / exp.name if args.config else DEFAULT_OUT)
@@ -89,7 +92,8 @@ def cmd_run(args) -> int:
         raise UsageError("--address needs --backend ray")
     start = time.perf_counter()
     counts = run_experiment(exp, out, force=args.force, backend=args.backend,
-                            data_root=args.data_root, quiet=args.quiet, address=args.address)
+                            data_root=args.data_root, quiet=args.quiet, address=args.address,
+                            download=args.download)
     print(f"{counts['planned']} runs: {counts['ok']} done, {counts['failed']} failed, "
           f"{counts['skipped']} already finished; {time.perf_counter() - start:.1f} s; "
           f"results in {out}/")

@@ -1,9 +1,7 @@
-"""Executing runs and grids.
+"""Executing one run.
 
-``execute_run(config)`` performs one run and returns its record (it writes nothing, so a remote
-worker can run it and send the record back). ``run_experiment`` plans the grid, skips finished
-runs, executes the rest through a backend and has the driver alone write each record as soon as
-it arrives, so an interrupted grid loses at most the runs in flight.
+``execute_run(config)`` performs one run and returns its record; it writes nothing, so a remote
+worker can run it and send the record back (``benchmark.grid`` drives whole experiments).
 
 Evaluation after step k predicts, for every test sample of experiences 1..k, the arg-max of the
 model's logits over the classes seen so far (unseen classes are masked: class-incremental, no
@@ -20,18 +18,18 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 
 from benchmark import metrics
-from benchmark.config import Experiment, RunConfig
+from benchmark.config import RunConfig
 from benchmark.errors import DivergenceError, UsageError
 from benchmark.models import make_backbone
 from benchmark.progress import progress_bar
 from benchmark.protocol import CheckpointProvider, ExpertProvider, cache_key, provider_costs
-from benchmark.store import SCHEMA, ResultsStore, atomic_write_text
+from benchmark.store import SCHEMA
 from benchmark.streams import get_stream
 from strategies import StrategyContext, TrainSettings, get_strategy
 from strategies.base import count_parameters
@@ -89,14 +87,15 @@ def _build_source_provider(cfg: RunConfig, data, make_model, theta0, settings, d
 
 
 def execute_run(cfg: RunConfig, data_root: Optional[str] = None,
-                expert_dir: Optional[Path] = None, show_progress: bool = False) -> dict:
+                expert_dir: Optional[Path] = None, show_progress: bool = False,
+                download: bool = False) -> dict:
     """One run, start to end; returns its record (status ``failed`` with the reason on error).
 
     Bad configuration raises UsageError before any training (the grid is validated earlier).
     """
     started = time.perf_counter()
     try:
-        body = _execute(cfg, data_root, expert_dir, show_progress)
+        body = _execute(cfg, data_root, expert_dir, show_progress, download)
         status, error = "ok", None
     except UsageError:
         raise
@@ -130,14 +129,15 @@ def execute_run(cfg: RunConfig, data_root: Optional[str] = None,
     return record
 
 
-def _execute(cfg: RunConfig, data_root, expert_dir, show_progress) -> dict:
+def _execute(cfg: RunConfig, data_root, expert_dir, show_progress, download) -> dict:
     device = torch.device(cfg.device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     spec = get_stream(cfg.stream)
-    data = spec.build(seed=cfg.seed, data_root=data_root, **cfg.stream_options).to(device)
+    data = spec.build(seed=cfg.seed, data_root=data_root, download=download,
+                      **cfg.stream_options).to(device)
     settings = TrainSettings(**cfg.train)
 
     def make_model():
@@ -213,54 +213,3 @@ def _execute(cfg: RunConfig, data_root, expert_dir, show_progress) -> dict:
             "source": provider_costs(provider, n),
         },
     }
-
-
-# --------------------------------------------------------------------------- grids
-
-Backend = Callable[[List[RunConfig], dict], Iterable[dict]]
-
-
-def local_backend(configs: List[RunConfig], options: dict) -> Iterable[dict]:
-    """Runs one after another in this process, yielding each record when done."""
-    for cfg in configs:
-        yield execute_run(cfg, options.get("data_root"), options.get("expert_dir"),
-                          options.get("show_progress", False))
-
-
-BACKENDS: Dict[str, Backend] = {"local": local_backend}
-
-
-def run_experiment(exp: Experiment, out: Path, force: bool = False, backend: str = "local",
-                   data_root: Optional[str] = None, quiet: bool = False,
-                   address: Optional[str] = None, build_report: bool = True) -> dict:
-    """Runs every missing run of ``exp`` into ``out``; returns counts of what happened."""
-    out = Path(out)
-    configs = exp.run_configs()
-    store = ResultsStore(out).check(create=True)
-    existing = store.load_all()
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose local or ray")
-    todo = [c for c in configs
-            if force or existing.get(c.key, {}).get("status") != "ok"]
-    out.mkdir(parents=True, exist_ok=True)
-    import json
-
-    atomic_write_text(out / "experiment.json", json.dumps(exp.as_dict(), indent=1) + "\n")
-    show = not quiet and sys.stderr.isatty()
-    options = {"data_root": data_root, "expert_dir": out / "experts", "show_progress": show,
-               "address": address}
-    counts = {"planned": len(configs), "skipped": len(configs) - len(todo), "ok": 0, "failed": 0}
-    bar = progress_bar(total=len(todo), desc="runs", enabled=show)
-    for record in BACKENDS[backend](todo, options):
-        store.write(record)
-        counts[record["status"]] += 1
-        if record["status"] == "failed" and not quiet:
-            print(f"run {record['key']} ({record['config']['strategy']}, seed "
-                  f"{record['config']['seed']}) failed: {record['error']}", file=sys.stderr)
-        bar.update(1)
-    bar.close()
-    if build_report:
-        from benchmark.report import build_report as _build
-
-        _build(out, quiet=quiet)
-    return counts

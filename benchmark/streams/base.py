@@ -73,7 +73,7 @@ class StreamSpec:
     """A registered stream: its builder, default backbone and default training settings."""
 
     name: str
-    build: Callable[..., StreamData]
+    build: Callable[..., StreamData]  # build(seed=, data_root=, download=, **options)
     summary: str
     backbone: str
     train_defaults: Dict[str, Any]

@@ -35,7 +35,10 @@ def _load_digits():
     return x[idx_train], y[idx_train], x[idx_test], y[idx_test]
 
 
-def build_split_digits(seed: int, data_root=None, n_experiences: int = 5) -> StreamData:
+def build_split_digits(seed: int, data_root=None, download: bool = False,
+                       n_experiences: int = 5) -> StreamData:
+    """The stream for ``seed`` (``data_root`` and ``download`` are unused: the data ship with
+    scikit-learn)."""
     x_tr, y_tr, x_te, y_te = _load_digits()
     classes = split_classes(class_order(10, seed), n_experiences)
     return StreamData(
