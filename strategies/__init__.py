@@ -17,3 +17,7 @@ from strategies.base import FastTemplate  # noqa: F401,E402
 from strategies.finetune import Finetune  # noqa: F401,E402
 from strategies.ewc import EWC  # noqa: F401,E402
 from strategies.lwf import LwF  # noqa: F401,E402
+from strategies.pnc import PNC  # noqa: F401,E402
+from strategies.dynamic_expansion import DynamicExpansion  # noqa: F401,E402
+from strategies.weight_fusion import WeightFusion  # noqa: F401,E402
+from strategies.joint import Joint  # noqa: F401,E402
