@@ -35,9 +35,24 @@ class StreamData:
     def n_steps(self) -> int:
         return len(self.classes_per_step)
 
-    def to(self, device: torch.device) -> "StreamData":
-        """Moves every tensor to ``device`` (small streams live on the device, SPEC 7)."""
-        self.train = [(x.to(device), y.to(device)) for x, y in self.train]
+    def to(self, device: torch.device, max_fraction: float = 0.5) -> "StreamData":
+        """Places the stream's tensors for training on ``device`` (SPEC 7 fast path).
+
+        Test sets always move to ``device``. Train sets move too when the whole stream takes at
+        most ``max_fraction`` of the GPU's free memory (always, for a CPU device); otherwise
+        they stay in host memory and each experience is copied to the device when it is trained
+        on (``FastTemplate`` and the expert ``fit`` call ``.to(device)`` on its tensors), so
+        only one experience's training data is on the GPU at a time.
+        """
+        device = torch.device(device)
+        keep_train_on_host = False
+        if device.type == "cuda":
+            pairs = self.train + self.test
+            need = sum(t.element_size() * t.nelement() for pair in pairs for t in pair)
+            free, _ = torch.cuda.mem_get_info(device if device.index is not None else None)
+            keep_train_on_host = need > max_fraction * free
+        if not keep_train_on_host:
+            self.train = [(x.to(device), y.to(device)) for x, y in self.train]
         self.test = [(x.to(device), y.to(device)) for x, y in self.test]
         return self
 
@@ -79,6 +94,7 @@ class StreamSpec:
     train_defaults: Dict[str, Any]
     options: Tuple[StreamOption, ...] = ()
     needs_data_root: bool = False
+    num_classes: Optional[int] = None  # when known, the split is checked before any run starts
 
 
 STREAMS: Dict[str, StreamSpec] = {}
@@ -119,6 +135,8 @@ def resolve_stream_options(spec: StreamSpec, given: Dict[str, Any]) -> Dict[str,
                     f"stream option {spec.name}.{name} must be an integer, got {value!r}"
                 )
         resolved[name] = value
+    if spec.num_classes is not None and "n_experiences" in resolved:
+        split_classes(range(spec.num_classes), resolved["n_experiences"], resolved.get("first"))
     return resolved
 
 
