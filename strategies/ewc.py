@@ -13,7 +13,8 @@ from strategies.base import FastTemplate
 from strategies.registry import Option, register_strategy
 
 OPTIONS = (
-    Option("ewc_lambda", float, 1000.0, "weight of the EWC penalty", low=0.0),
+    Option("ewc_lambda", float, 10000.0, "weight of the EWC penalty (tuned on split-digits)",
+           low=0.0),
     Option("mode", str, "separate", "keep one Fisher per experience or a running one",
            choices=("separate", "online")),
     Option("decay_factor", float, 0.9, "decay of the running Fisher (mode=online only)",
@@ -50,7 +51,7 @@ class FastEWCPlugin(EWCPlugin):
 class EWC(FastTemplate):
     """Finetuning plus the EWC penalty."""
 
-    def __init__(self, *, model, optimizer, ewc_lambda: float = 1000.0, mode: str = "separate",
+    def __init__(self, *, model, optimizer, ewc_lambda: float = 10000.0, mode: str = "separate",
                  decay_factor: float = 0.9, plugins=None, **kwargs):
         plugin = FastEWCPlugin(ewc_lambda, mode=mode,
                                decay_factor=decay_factor if mode == "online" else None)

@@ -9,15 +9,16 @@ from strategies.base import FastTemplate
 from strategies.registry import Option, register_strategy
 
 OPTIONS = (
-    Option("alpha", float, 1.0, "weight of the distillation loss", low=0.0),
-    Option("temperature", float, 2.0, "softmax temperature of the distillation", low=1e-3),
+    Option("alpha", float, 0.5, "weight of the distillation loss (tuned on split-digits)",
+           low=0.0),
+    Option("temperature", float, 1.0, "softmax temperature of the distillation", low=1e-3),
 )
 
 
 class LwF(FastTemplate):
     """Finetuning plus distillation from the model of the previous step."""
 
-    def __init__(self, *, model, optimizer, alpha: float = 1.0, temperature: float = 2.0,
+    def __init__(self, *, model, optimizer, alpha: float = 0.5, temperature: float = 1.0,
                  plugins=None, **kwargs):
         super().__init__(model=model, optimizer=optimizer,
                          plugins=[LwFPlugin(alpha, temperature)] + list(plugins or []), **kwargs)

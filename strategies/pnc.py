@@ -58,7 +58,7 @@ INPUT_FEATURES_MAX = 512  # larger inputs are average-pooled to 4x4 per channel 
 
 OPTIONS = (
     Option("routing", str, "gaussian", "how modules' outputs are combined", choices=ROUTINGS),
-    Option("router_space", str, "input+target", "feature space of the gaussian router",
+    Option("router_space", str, "input", "feature space of the gaussian router",
            choices=ROUTER_SPACES),
     Option("shrinkage", float, 0.1, "covariance shrinkage towards a scaled identity", low=0.0,
            high=1.0),
@@ -329,7 +329,7 @@ class PNC(FastTemplate):
     """Partial Network Cloning as an Avalanche strategy (see the module docstring)."""
 
     def __init__(self, *, model, optimizer, source_provider: Optional[Callable] = None,
-                 routing: str = "gaussian", router_space: str = "input+target",
+                 routing: str = "gaussian", router_space: str = "input",
                  shrinkage: float = 0.1, positions: str = "auto", gate_epochs: int = 10,
                  gate_lr: float = 0.05, sparsity: float = 0.5, gate_threshold: float = 0.5,
                  distill_temperature: float = 2.0, insert_epochs: int = 0,
