@@ -187,7 +187,7 @@ class ClonedNetwork(nn.Module):
     """The frozen target plus removable clone modules, one per step (keys are 1-based steps)."""
 
     def __init__(self, target: nn.Module, base_classes: Sequence[int], routing: str = "gaussian",
-                 router_space: str = "input+target"):
+                 router_space: str = "input"):
         super().__init__()
         self.target = target.eval()
         for p in self.target.parameters():
