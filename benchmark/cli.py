@@ -6,6 +6,7 @@ Bad input (unknown names, bad values, malformed config, a foreign results folder
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="assignments", action="append", default=[],
                      metavar="STRATEGY.OPTION=VALUE",
                      help="set a strategy hyper-parameter, e.g. ewc.ewc_lambda=100 (repeatable)")
+    run.add_argument("--threads", type=int, help="torch CPU threads per run (default: "
+                     "$CLONEBENCH_THREADS or 1, fastest for small models)")
     run.add_argument("--force", action="store_true", help="recompute runs already finished")
     run.add_argument("--quiet", action="store_true", help="no progress bars, no per-run lines")
 
@@ -88,6 +91,10 @@ def cmd_run(args) -> int:
 
     exp = _experiment_from_args(args)
     out = args.out or (Path("results") / exp.name if args.config else DEFAULT_OUT)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"bad --threads {args.threads}: expected an integer >= 1")
+        os.environ["CLONEBENCH_THREADS"] = str(args.threads)
     if args.address and args.backend != "ray":
         raise UsageError("--address needs --backend ray")
     start = time.perf_counter()

@@ -69,6 +69,19 @@ def predict(strategy, x: torch.Tensor, seen: List[int], batch_size: int) -> np.n
     return torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
+def cpu_threads() -> int:
+    """Torch CPU threads for a run: ``$CLONEBENCH_THREADS``, default 1.
+
+    One thread is the fastest setting for the small models of the embedded stream, and a grid
+    run next to other work (or several Ray tasks on one machine) then does not oversubscribe the
+    cores. Raise it for large backbones on a CPU. Recorded in ``environment.torch_threads``.
+    """
+    text = os.environ.get("CLONEBENCH_THREADS", "1")
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"CLONEBENCH_THREADS={text!r} must be a positive integer")
+    return int(text)
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -131,6 +144,8 @@ def execute_run(cfg: RunConfig, data_root: Optional[str] = None,
 
 def _execute(cfg: RunConfig, data_root, expert_dir, show_progress, download) -> dict:
     device = torch.device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads())
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
