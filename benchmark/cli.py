@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("local", "ray"), default="local",
                      help="execute runs in this process (local) or as Ray tasks (ray)")
     run.add_argument("--address", help="address of an existing Ray cluster (with --backend ray)")
+    run.add_argument("--max-retries", type=int, help="with --backend ray: times a run whose "
+                     "worker dies is retried before it is recorded as failed (default: 2)")
+    run.add_argument("--cpus-per-run", type=int, help="with --backend ray: CPUs (and torch "
+                     "threads) per CPU run (default: --threads)")
     run.add_argument("--data-root", help="folder holding real data sets (default: "
                      "$CLONEBENCH_DATA or ~/.cache/clonebench/data)")
     run.add_argument("--download", action="store_true",
@@ -95,15 +99,20 @@ def cmd_run(args) -> int:
         if args.threads < 1:
             raise UsageError(f"bad --threads {args.threads}: expected an integer >= 1")
         os.environ["CLONEBENCH_THREADS"] = str(args.threads)
-    if args.address and args.backend != "ray":
-        raise UsageError("--address needs --backend ray")
+    for flag, value in (("--address", args.address), ("--max-retries", args.max_retries),
+                        ("--cpus-per-run", args.cpus_per_run)):
+        if value is not None and args.backend != "ray":
+            raise UsageError(f"{flag} needs --backend ray")
     start = time.perf_counter()
     counts = run_experiment(exp, out, force=args.force, backend=args.backend,
                             data_root=args.data_root, quiet=args.quiet, address=args.address,
-                            download=args.download)
+                            download=args.download, max_retries=args.max_retries,
+                            cpus_per_run=args.cpus_per_run)
+    elsewhere = counts.get("elsewhere", 0)
+    by_others = f", {elsewhere} by another driver" if elsewhere else ""
     print(f"{counts['planned']} runs: {counts['ok']} done, {counts['failed']} failed, "
-          f"{counts['skipped']} already finished; {time.perf_counter() - start:.1f} s; "
-          f"results in {out}/")
+          f"{counts['skipped'] - elsewhere} already finished{by_others}; "
+          f"{time.perf_counter() - start:.1f} s; results in {out}/")
     return 0
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, Iterator, List
 
@@ -18,6 +20,7 @@ from benchmark.errors import RecordError, UsageError
 SCHEMA = "clonebench.run/1"
 RUNS = "runs"
 TMP_PREFIX = ".tmp-"
+STALE_TMP_SECONDS = 3600.0
 # Entries the suite writes in a results folder.
 KNOWN_ENTRIES = {RUNS, "tables", "figures", "report.html", "experiment.json", "experts",
                  ".lock", "claims"}
@@ -67,7 +70,8 @@ def read_record(path: Path) -> dict:
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}@{socket.gethostname()}~",
+                               dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are readable like any other file
         with os.fdopen(fd, "w") as handle:
@@ -79,6 +83,21 @@ def atomic_write_text(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _temp_is_stale(path: Path) -> bool:
+    """True once the writer of a temp file (``<pid>@<host>`` in its name) is gone, or the file is
+    older than STALE_TMP_SECONDS; another driver's write in progress is left alone."""
+    from benchmark.claims import Owner
+
+    pid, _, host = path.name[len(TMP_PREFIX):].split("~", 1)[0].partition("@")
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if not pid.isdigit() or age > STALE_TMP_SECONDS:
+        return True
+    return Owner(int(pid), host, None).is_dead()
 
 
 class ResultsStore:
@@ -107,7 +126,8 @@ class ResultsStore:
         if self.runs.exists():
             for path in self.runs.iterdir():
                 if path.name.startswith(TMP_PREFIX):
-                    path.unlink(missing_ok=True)
+                    if _temp_is_stale(path):
+                        path.unlink(missing_ok=True)
                 elif path.suffix != ".json" or not path.is_file():
                     raise RecordError(f"{path} is not a clonebench record; move it out of "
                                       f"{self.runs}")

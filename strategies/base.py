@@ -103,7 +103,7 @@ class FastTemplate(SupervisedTemplate):
             fire("after_training_iteration")
         if self.mbatch is not None and not bool(torch.isfinite(self.loss).all()):
             raise DivergenceError(
-                f"loss became {float(self.loss.sum())} at step {self.experience.current_experience + 1}"
+                f"loss became {float(self.loss.detach().sum())} at step {self.experience.current_experience + 1}"
             )
 
     def _after_training_exp(self, **kwargs):

@@ -13,3 +13,6 @@ from benchmark.streams.base import (  # noqa: F401
     split_classes,
 )
 from benchmark.streams import digits  # noqa: F401,E402
+from benchmark.streams import mnist  # noqa: F401,E402
+from benchmark.streams import cifar  # noqa: F401,E402
+from benchmark.streams import tinyimagenet  # noqa: F401,E402

@@ -1,0 +1,173 @@
+"""The Ray backend, on a real local Ray instance started once for this module."""
+from __future__ import annotations
+
+import re
+import socket
+import sys
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import Experiment
+from benchmark.errors import UsageError
+from benchmark.grid import RunQueue, run_experiment
+from benchmark.store import ResultsStore
+
+# Fields that legitimately differ between two executions of the same run: when and where it
+# ran, and what it cost in time and memory (the source block holds its times and cache hits).
+VOLATILE = ("created", "environment")
+VOLATILE_COSTS = ("seconds", "peak_memory_mb", "total_seconds", "source")
+CPUS_PER_RUN = 2
+
+
+def tiny_experiment(seeds=(0, 1), **train) -> Experiment:
+    return Experiment(strategies=["finetune"], seeds=list(seeds),
+                      train={"epochs": 1, **train}, device="cpu")
+
+
+def comparable(record: dict) -> dict:
+    kept = {k: v for k, v in record.items() if k not in VOLATILE}
+    kept["costs"] = {k: v for k, v in record["costs"].items() if k not in VOLATILE_COSTS}
+    return kept
+
+
+def records_by_key(out) -> dict:
+    return {r["key"]: r for r in ResultsStore(out).records()}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    from benchmark.ray_backend import RaySession
+
+    with RaySession() as session:
+        yield session
+
+
+@pytest.fixture
+def kill_marker(tmp_path, monkeypatch):
+    """Arms the test-only fault injection: worker attempts are counted in this folder."""
+    from benchmark.ray_backend import KILL_ENV
+
+    folder = tmp_path / "attempts"
+    monkeypatch.setenv(KILL_ENV, str(folder))
+    return folder
+
+
+def test_missing_ray_is_one_usage_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    out = tmp_path / "out"
+    assert main(["run", "--backend", "ray", "--strategies", "finetune", "--seeds", "0",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clonebench: error: --backend ray needs Ray") and err.count("\n") == 1
+    assert "pip install 'clonebench[ray]'" in err
+    assert not out.exists()
+
+
+def test_unreachable_or_malformed_address_is_a_usage_error():
+    from benchmark.ray_backend import _check_reachable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nobody listens there
+    with pytest.raises(UsageError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(UsageError, match="expected HOST:PORT"):
+        _check_reachable("head-node")
+
+
+@pytest.mark.ray
+def test_ray_records_equal_local_records_and_arrive_one_by_one(ray_session, tmp_path,
+                                                               monkeypatch):
+    from benchmark.ray_backend import ray_backend
+
+    exp = tiny_experiment()
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("CLONEBENCH_THREADS", str(CPUS_PER_RUN))  # same threads as the Ray runs
+    try:
+        run_experiment(exp, tmp_path / "local", quiet=True, build_report=False)
+    finally:
+        torch.set_num_threads(threads)
+
+    queue = RunQueue(exp.run_configs())
+    store = ResultsStore(tmp_path / "ray")
+    pending_at_first_record = None
+    for record in ray_backend(queue, {"ray_session": ray_session,
+                                      "cpus_per_run": CPUS_PER_RUN}):
+        if pending_at_first_record is None:
+            pending_at_first_record = len(queue.pending)
+        store.write(record)
+    # 2 CPUs / 2 per run: one run at a time, so the first record came back before the second
+    # run was even submitted.
+    assert pending_at_first_record == 1
+
+    local, remote = records_by_key(tmp_path / "local"), records_by_key(tmp_path / "ray")
+    assert set(local) == set(remote) == {c.key for c in exp.run_configs()}
+    for key in local:
+        assert remote[key]["status"] == "ok"
+        assert remote[key]["environment"]["torch_threads"] == CPUS_PER_RUN
+        assert comparable(remote[key]) == comparable(local[key])
+
+
+@pytest.mark.ray
+def test_cli_ray_backend_records_diverged_runs_as_failed(ray_session, tmp_path, capsys):
+    config = tmp_path / "diverge.toml"
+    config.write_text('strategies = ["finetune"]\nseeds = [0, 1]\ndevice = "cpu"\n'
+                      '[train]\nepochs = 1\nlr = 1e12\noptimizer = "sgd"\n')
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--backend", "ray", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    failed = [line for line in captured.err.splitlines() if line.startswith("run ")]
+    assert len(failed) == 2 and "Traceback" not in captured.err
+    assert all(re.search(r"failed: diverged: loss became (nan|-?inf) at step 1$", line)
+               for line in failed)
+    assert "2 runs: 0 done, 2 failed, 0 already finished" in captured.out
+    assert {r["status"] for r in ResultsStore(out).records()} == {"failed"}
+
+
+@pytest.mark.ray
+def test_run_whose_worker_dies_once_is_retried(ray_session, tmp_path, kill_marker):
+    counts = run_experiment(tiny_experiment(seeds=[0]), tmp_path / "out", backend="ray",
+                            quiet=True, build_report=False)
+    assert counts["ok"] == 1 and counts["failed"] == 0
+    assert sorted(p.name for p in kill_marker.iterdir()) == ["attempt-1", "attempt-2"]
+    (record,) = ResultsStore(tmp_path / "out").records()
+    assert record["status"] == "ok" and record["metrics"]["final_accuracy"] > 0
+
+
+@pytest.mark.ray
+def test_run_whose_worker_keeps_dying_fails_and_the_grid_goes_on(ray_session, tmp_path,
+                                                                  kill_marker, monkeypatch):
+    from benchmark.ray_backend import KILL_TIMES_ENV
+
+    monkeypatch.setenv(KILL_TIMES_ENV, "2")
+    exp = tiny_experiment()
+    first, second = exp.run_configs()
+    counts = run_experiment(exp, tmp_path / "out", backend="ray", quiet=True,
+                            build_report=False, max_retries=1, cpus_per_run=CPUS_PER_RUN)
+    assert counts["ok"] == 1 and counts["failed"] == 1
+    assert len(list(kill_marker.iterdir())) == 3  # 2 attempts of the first run, 1 of the second
+    records = records_by_key(tmp_path / "out")
+    assert records[first.key]["status"] == "failed"
+    assert records[first.key]["error"].startswith("worker died 2 times: ")
+    assert records[second.key]["status"] == "ok"
+
+
+@pytest.mark.ray
+def test_cuda_on_a_cluster_without_gpu_is_a_usage_error(ray_session, tmp_path):
+    if ray_session.gpus():
+        pytest.skip("this Ray instance has a GPU")
+    exp = tiny_experiment()
+    exp.device = "cuda"
+    with pytest.raises(UsageError, match="the Ray cluster has no GPU"):
+        run_experiment(exp, tmp_path / "out", backend="ray", quiet=True)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray
+def test_more_cpus_per_run_than_any_node_has_is_a_usage_error(ray_session, tmp_path):
+    with pytest.raises(UsageError, match="largest node of the Ray cluster has"):
+        run_experiment(tiny_experiment(), tmp_path / "out", backend="ray", quiet=True,
+                       cpus_per_run=1000)
+    assert not (tmp_path / "out").exists()
