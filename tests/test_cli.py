@@ -38,7 +38,7 @@ class TestList:
     def test_shows_the_foundation_defaults(self):
         out = run_cli(["list"]).out
         assert "split-digits" in out and "n_experiences=5" in out
-        assert "ewc_lambda=1000.0" in out and "mode='separate'" in out
+        assert "ewc_lambda=10000.0" in out and "mode='separate'" in out
         assert "alpha=1.0" in out and "temperature=2.0" in out
         assert "finetune" in out
 
