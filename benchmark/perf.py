@@ -3,7 +3,9 @@
 In one process, on the same device, the same training is timed three ways:
 
 - **plain**: a hand-written PyTorch loop (shuffled index batches over tensors on the device,
-  cross-entropy, ``optimizer.step()``), the speed reference;
+  cross-entropy, ``optimizer.step()``), the speed reference; for ``pnc`` the same loop for step 1
+  and then PNC's own step function (``strategies.pnc.clone_step``) called directly, so the ratio
+  is the strategy template's overhead around PNC's computation;
 - **suite**: a registered strategy (default ``finetune``) built through the registry with a
   ``StrategyContext`` and trained by ``strategy.train(experience)`` on the stream's
   ``TensorExperience``s, as the runner does (for a strategy that uses a source network, the
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import UsageError
@@ -151,18 +154,13 @@ def train_suite(work: Workload, device: torch.device, strategy: str,
                 hparams: Dict) -> Tuple[nn.Module, float]:
     """The strategy built through the registry and trained on each experience; returns the
     model and the seconds spent by its source provider (0 without one)."""
-    from benchmark.protocol import ExpertProvider
     from strategies import StrategyContext, get_strategy
 
     spec = get_strategy(strategy)
     settings = work.settings()
     model = work.make_model().to(device)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    provider = None
-    if spec.uses_source:
-        identity = dict(stream=work.name, seed=SEED, backbone=work.backbone, device=str(device),
-                        purpose="perf")
-        provider = ExpertProvider(work.make_model, theta0, settings, identity, device)
+    provider = _expert_provider(work, device, theta0) if spec.uses_source else None
     ctx = StrategyContext(device=device, train=settings, seed=SEED,
                           num_classes=work.data.num_classes, source_provider=provider,
                           initial_state=theta0)
@@ -170,6 +168,53 @@ def train_suite(work: Workload, device: torch.device, strategy: str,
     for experience in work.data.train_experiences():
         learner.train(experience, eval_streams=[])
     return learner.model, sum(provider.seconds.values()) if provider else 0.0
+
+
+def _expert_provider(work: Workload, device: torch.device, theta0: Dict):
+    from benchmark.protocol import ExpertProvider
+
+    identity = dict(stream=work.name, seed=SEED, backbone=work.backbone, device=str(device),
+                    purpose="perf")
+    return ExpertProvider(work.make_model, theta0, work.settings(), identity, device)
+
+
+def train_plain_pnc(work: Workload, device: torch.device, hparams: Dict
+                    ) -> Tuple[nn.Module, float]:
+    """PNC's reference: step 1 by the plain loop, each later step by the same ``clone_step``
+    the strategy calls, from a hand-written loop with no strategy template around it, on the
+    same sources. Returns the network and the seconds spent by the source provider."""
+    from strategies import get_strategy
+    from strategies.pnc import clone_step, parse_positions, start_network
+
+    settings = work.settings()
+    hp = dict(get_strategy("pnc").resolve(hparams))
+    hp["insert_epochs"] = hp["insert_epochs"] or settings.epochs
+    model = work.make_model().to(device)
+    theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    provider = _expert_provider(work, device, theta0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=work.lr)
+    generator = torch.Generator().manual_seed(SEED)
+    positions = parse_positions(hp["positions"], len(model.blocks))
+    net = None
+    for experience in work.data.train_experiences():
+        x, y = experience.x, experience.y
+        classes = experience.classes_in_this_experience
+        if net is None:
+            model.train()
+            for _ in range(work.epochs):
+                order = torch.randperm(len(y), generator=generator).to(device)
+                for start in range(0, len(y), work.batch_size):
+                    idx = order[start:start + work.batch_size]
+                    if len(idx) < 2:
+                        break
+                    optimizer.zero_grad()
+                    F.cross_entropy(model(x[idx]), y[idx]).backward()
+                    optimizer.step()
+            net = start_network(model, x, y, classes, hp)
+        else:
+            clone_step(net, provider(experience), x, y, classes,
+                       experience.current_experience + 1, positions, hp, settings, generator)
+    return net, sum(provider.seconds.values())
 
 
 def train_avalanche(work: Workload, device: torch.device, benchmark) -> nn.Module:
@@ -215,6 +260,10 @@ def runners(work: Workload, device: torch.device, strategy: str, hparams: Dict):
     bench = avalanche_benchmark(work)
 
     def plain():
+        if strategy == "pnc":
+            (model, source_seconds), seconds = timed(
+                lambda: train_plain_pnc(work, device, hparams), device)
+            return model, seconds - source_seconds
         return timed(lambda: train_plain(work, device), device)
 
     def suite():
@@ -330,6 +379,13 @@ def report(args, device: torch.device, works: List[Workload], hparams: Dict) -> 
     print(f"strategy {args.strategy} (suite) vs a plain PyTorch loop vs Avalanche Naive; "
           f"device {where}; torch {torch.__version__}; CPU threads: {torch.get_num_threads()}")
     print(f"median of {args.repeats} timed runs after a warm-up; training only, no evaluation")
+    if args.strategy == "pnc":
+        print("plain = PNC's own steps (plain loop for step 1, then strategies.pnc.clone_step) "
+              "called without the strategy template; avalanche = Avalanche Naive (finetune), "
+              "for scale only; images = finetune's epochs x samples")
+    elif args.strategy != "finetune":
+        print(f"plain and avalanche train plainly (finetune); the suite's {args.strategy} does "
+              "its own extra work, so suite/plain is not pure overhead")
     rows, checks = [], []
     for work in works:
         result = measure(work, device, args.strategy, hparams, args.repeats)

@@ -325,6 +325,87 @@ def module_accuracy(module: CloneModule, target: nn.Module, x: torch.Tensor,
     return correct / max(len(x), 1)
 
 
+@torch.no_grad()
+def fit_router(net: ClonedNetwork, x: torch.Tensor, y: torch.Tensor, classes: Sequence[int],
+               shrinkage: float) -> GaussianRouter:
+    """The Gaussian router of one step, fitted on that step's data in the network's router
+    space."""
+    feats = []
+    for start in range(0, len(x), 512):
+        xb = x[start:start + 512]
+        feats.append(net.router_features(xb, boundary_features(net.target, xb)))
+    return GaussianRouter(torch.cat(feats), y, classes, shrinkage).to(x.device)
+
+
+def start_network(target: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: Sequence[int],
+                  hp: Dict) -> ClonedNetwork:
+    """The step-1 network: the trained target wrapped, frozen, with its router fitted on e_1."""
+    net = ClonedNetwork(target, classes, hp["routing"], hp["router_space"]).to(x.device)
+    if hp["routing"] == "gaussian":
+        net.base_router = fit_router(net, x, y, classes, hp["shrinkage"])
+    return net
+
+
+def clone_step(net: ClonedNetwork, source: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               classes: Sequence[int], step: int, positions: Sequence[int], hp: Dict, settings,
+               generator: torch.Generator, augment=None) -> Dict:
+    """One later step of PNC: localise, insert at the best position, fit the router, add the
+    module to ``net`` as ``step``; returns the step's facts for the record."""
+    net.eval()
+    classes = list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    y_local = torch.tensor([index[int(c)] for c in y.tolist()], device=x.device)
+    gates = train_gates(source, x, classes, hp["gate_epochs"], hp["gate_lr"], hp["sparsity"],
+                        hp["distill_temperature"], settings.batch_size, generator, augment)
+    masks = binarise(gates, hp["gate_threshold"])
+
+    def new_module(position):
+        return CloneModule(source, masks, position, net.target.widths, classes,
+                           net.target.spatial, hp["adapter_norm"]).to(x.device)
+
+    perm = torch.randperm(len(y), generator=generator).to(x.device)
+    n_val = int(round(len(y) * hp["val_fraction"]))
+    train_idx, val_idx = perm[n_val:], perm[:n_val]
+    held_out = val_idx if n_val else train_idx
+    scores, best = {}, None
+    for p in positions:
+        module = new_module(p)
+        fit_module(module, net.target, x[train_idx], y_local[train_idx], hp["insert_epochs"],
+                   settings, generator, augment)
+        scores[p] = module_accuracy(module, net.target, x[held_out], y_local[held_out])
+        if best is None or scores[p] >= scores[best[0]]:
+            best = (p, module)
+    position, module = best
+    if hp["refit"] and n_val:
+        module = new_module(position)
+        fit_module(module, net.target, x, y_local, hp["insert_epochs"], settings, generator,
+                   augment)
+    if hp["routing"] == "gaussian":
+        module.router = fit_router(net, x, y, classes, hp["shrinkage"])
+    net.add(step, module)
+    return {
+        "step": step,
+        "position": position,
+        "position_scores": {str(k): v for k, v in scores.items()},
+        "kept_fraction": float(torch.cat(masks).float().mean()),
+        "parameters_added": count_parameters(module),
+        "trainable_parameters": module.trainable_parameters() + sum(m.numel() for m in masks),
+    }
+
+
+def parse_positions(text: str, depth: int) -> List[int]:
+    """Candidate positions from ``auto`` (0..depth) or ``"0,2"``; UsageError if out of range."""
+    if text == "auto":
+        return list(range(depth + 1))
+    try:
+        positions = sorted({int(p) for p in text.split(",")})
+    except ValueError:
+        raise UsageError(f"bad PNC positions {text!r}: use auto or indices like 0,1") from None
+    if not positions or positions[0] < 0 or positions[-1] > depth:
+        raise UsageError(f"bad PNC positions {text!r}: indices must lie in 0..{depth}")
+    return positions
+
+
 class PNC(FastTemplate):
     """Partial Network Cloning as an Avalanche strategy (see the module docstring)."""
 
@@ -349,100 +430,30 @@ class PNC(FastTemplate):
                        val_fraction=val_fraction, refit=refit, adapter_norm=adapter_norm)
         self.settings = train_settings
         self.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self._positions = self._parse_positions(positions, model)
+        self._positions = parse_positions(positions, len(model.blocks))
         self._report: Dict = {}
-
-    @staticmethod
-    def _parse_positions(text: str, model) -> List[int]:
-        depth = len(model.blocks)
-        if text == "auto":
-            return list(range(depth + 1))
-        try:
-            positions = sorted({int(p) for p in text.split(",")})
-        except ValueError:
-            raise UsageError(f"bad PNC positions {text!r}: use auto or indices like 0,1") from None
-        if not positions or positions[0] < 0 or positions[-1] > depth:
-            raise UsageError(f"bad PNC positions {text!r}: indices must lie in 0..{depth}")
-        return positions
 
     # ---- Avalanche hooks -------------------------------------------------------------
     def _train_exp(self, experience, eval_streams=None, **kwargs):
         if experience.current_experience == 0 or not isinstance(self.model, ClonedNetwork):
             super()._train_exp(experience, eval_streams, **kwargs)
-            self._after_first_step(experience)
+            x, y = self._tensors(experience)
+            target = self.model
+            self.model = start_network(target, x, y, experience_classes(experience), self.hp)
+            self._report = {"step": 1, "position": None, "kept_fraction": None,
+                            "parameters_added": 0,
+                            "trainable_parameters": count_parameters(target)}
         else:
-            self._clone_step(experience)
+            x, y = self._tensors(experience)
+            source = self._source(experience).to(self.device).eval()
+            self._report = clone_step(self.model, source, x, y, experience_classes(experience),
+                                      experience.current_experience + 1, self._positions,
+                                      self.hp, self._settings(), self.generator,
+                                      getattr(experience, "augment", None))
 
     def step_report(self) -> Dict:
         report, self._report = self._report, {}
         return report
-
-    # ---- step 1 ----------------------------------------------------------------------
-    def _after_first_step(self, experience) -> None:
-        target = self.model
-        classes = experience_classes(experience)
-        net = ClonedNetwork(target, classes, self.hp["routing"], self.hp["router_space"])
-        if self.hp["routing"] == "gaussian":
-            x, y = self._tensors(experience)
-            net.base_router = self._fit_router(net, x, y, classes)
-        self.model = net.to(self.device)
-        self._report = {"step": 1, "position": None, "kept_fraction": None,
-                        "parameters_added": 0,
-                        "trainable_parameters": count_parameters(target)}
-
-    # ---- later steps -----------------------------------------------------------------
-    def _clone_step(self, experience) -> None:
-        net: ClonedNetwork = self.model
-        net.eval()
-        x, y = self._tensors(experience)
-        classes = experience_classes(experience)
-        y_local = torch.tensor([classes.index(int(c)) for c in y.tolist()], device=self.device)
-        source = self._source(experience).to(self.device).eval()
-        augment = getattr(experience, "augment", None)
-        gates = train_gates(source, x, classes, self.hp["gate_epochs"], self.hp["gate_lr"],
-                            self.hp["sparsity"], self.hp["distill_temperature"],
-                            self.train_mb_size, self.generator, augment)
-        masks = binarise(gates, self.hp["gate_threshold"])
-        kept = float(torch.cat(masks).float().mean())
-
-        train_idx, val_idx = self._split(len(y))
-        scores = {}
-        best = None
-        for p in self._positions:
-            module = self._new_module(source, masks, p, net, classes)
-            fit_module(module, net.target, x[train_idx], y_local[train_idx],
-                       self.hp["insert_epochs"], self._settings(), self.generator, augment)
-            held_out = val_idx if len(val_idx) else train_idx
-            scores[p] = module_accuracy(module, net.target, x[held_out], y_local[held_out])
-            if best is None or scores[p] >= scores[best[0]]:
-                best = (p, module)
-        position, module = best
-        if self.hp["refit"] and len(val_idx):
-            module = self._new_module(source, masks, position, net, classes)
-            fit_module(module, net.target, x, y_local, self.hp["insert_epochs"], self._settings(),
-                       self.generator, augment)
-        if self.hp["routing"] == "gaussian":
-            module.router = self._fit_router(net, x, y, classes)
-        step = experience.current_experience + 1
-        net.add(step, module)
-        gate_count = sum(m.numel() for m in masks)
-        self._report = {
-            "step": step,
-            "position": position,
-            "position_scores": {str(k): v for k, v in scores.items()},
-            "kept_fraction": kept,
-            "parameters_added": count_parameters(module),
-            "trainable_parameters": module.trainable_parameters() + gate_count,
-        }
-
-    def _new_module(self, source, masks, position, net, classes) -> CloneModule:
-        return CloneModule(source, masks, position, net.target.widths, classes,
-                           net.target.spatial, self.hp["adapter_norm"]).to(self.device)
-
-    def _split(self, n: int):
-        perm = torch.randperm(n, generator=self.generator).to(self.device)
-        n_val = int(round(n * self.hp["val_fraction"]))
-        return perm[n_val:], perm[:n_val]
 
     def _settings(self):
         if self.settings is not None:
@@ -468,14 +479,6 @@ class PNC(FastTemplate):
         x, y = self._tensors(experience)
         return fit(expert, x, y, self._settings(), self.generator,
                    getattr(experience, "augment", None))
-
-    @torch.no_grad()
-    def _fit_router(self, net: ClonedNetwork, x, y, classes) -> GaussianRouter:
-        feats = []
-        for start in range(0, len(x), 512):
-            xb = x[start:start + 512]
-            feats.append(net.router_features(xb, boundary_features(net.target, xb)))
-        return GaussianRouter(torch.cat(feats), y, classes, self.hp["shrinkage"]).to(self.device)
 
 
 @register_strategy("pnc", summary="Partial Network Cloning: frozen target + removable cloned "
