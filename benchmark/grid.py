@@ -30,7 +30,7 @@ from benchmark.config import Experiment, RunConfig
 from benchmark.errors import UsageError
 from benchmark.progress import progress_bar
 from benchmark.runner import environment, execute_run
-from benchmark.store import SCHEMA, ResultsStore, atomic_write_text
+from benchmark.store import SCHEMA, ResultsStore, atomic_write
 from benchmark.streams import get_stream
 
 Backend = Callable[[Iterable[RunConfig], dict], Iterable[dict]]
@@ -228,7 +228,7 @@ def run_experiment(exp: Experiment, out: Path, force: bool = False, backend: str
             options["cpus_per_run"] = session.cpus_per_run(cpus_per_run)
         todo = [c for c in configs if force or existing.get(c.key, {}).get("status") != "ok"]
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "experiment.json", json.dumps(exp.as_dict(), indent=1) + "\n")
+        atomic_write(out / "experiment.json", json.dumps(exp.as_dict(), indent=1) + "\n")
         claims = Claims(out)
         claims.start_heartbeat()
         queue = RunQueue(todo, store, claims, poll_seconds, on_wait=say)

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -36,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import stats
-from benchmark.store import METRIC_NAMES, ResultsStore
+from benchmark.store import METRIC_NAMES, ResultsStore, atomic_write
 
 BASELINE = "pnc"
 PARAMETER_TUNING = ("finetune", "ewc", "lwf")
@@ -618,26 +616,6 @@ def read_experiment(root: Path) -> Tuple[Optional[dict], str]:
         return json.loads(path.read_text()), ""
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return None, f"experiment.json unreadable ({err.__class__.__name__}): ignored"
-
-
-def atomic_write(path: Path, data) -> None:
-    """Writes ``data`` (text as UTF-8, or bytes) to ``path`` through a temp file and a rename,
-    so a reader sees the old or the new file, never a mix; the file is readable by all (0644)."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _csv(table: pd.DataFrame) -> str:

@@ -67,15 +67,18 @@ def read_record(path: Path) -> dict:
     return record
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
+def atomic_write(path: Path, data) -> None:
+    """Writes ``data`` (text as UTF-8, or bytes) to ``path`` through a temp file, fsync and a
+    rename, so readers see the old or the new content, never a mix; readable by all (0644)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}@{socket.gethostname()}~",
                                dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are readable like any other file
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -152,5 +155,5 @@ class ResultsStore:
     def write(self, record: dict) -> Path:
         validate_record(record, f"record {record.get('key')}")
         path = self.runs / f"{record['key']}.json"
-        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        atomic_write(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
         return path

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark import store as store_mod
 from benchmark.errors import RecordError, UsageError
-from benchmark.store import SCHEMA, ResultsStore, atomic_write_text, read_record, validate_record
+from benchmark.store import SCHEMA, ResultsStore, atomic_write, read_record, validate_record
 
 METRICS = {"final_accuracy": 0.5, "final_accuracy_weighted": 0.5,
            "average_incremental_accuracy": 0.7, "forgetting": 0.4, "bwt": -0.4, "locality": 0.6,
@@ -55,14 +55,14 @@ class TestAtomicWrite:
 
     def test_failed_rename_keeps_the_old_content_and_no_temp_file(self, tmp_path, monkeypatch):
         target = tmp_path / "a.json"
-        atomic_write_text(target, "old\n")
+        atomic_write(target, "old\n")
 
         def broken_replace(src, dst):
             raise OSError("disk full")
 
         monkeypatch.setattr(store_mod.os, "replace", broken_replace)
         with pytest.raises(OSError, match="disk full"):
-            atomic_write_text(target, "new\n")
+            atomic_write(target, "new\n")
         assert target.read_text() == "old\n"
         assert files_in(tmp_path) == ["a.json"]
 
