@@ -18,6 +18,9 @@ An experiment is streams x strategies (with hyper-parameters) x seeds x device. 
     [strategy.ewc]                        # per-strategy hyper-parameters
     ewc_lambda = 1000.0
 
+    [backbone]                            # per-stream backbone instead of the stream's default
+    split-cifar100 = "resnet32"
+
     [source]                              # where PNC and weight fusion get their source
     provider = "expert"                   # or "checkpoint" with path = "zoo/model-{step}.pt"
 
@@ -41,7 +44,7 @@ from strategies import STRATEGIES, TrainSettings, get_strategy
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {"name", "stream", "streams", "strategies", "seeds", "device", "deterministic",
-            "train", "stream_options", "strategy", "source"}
+            "train", "stream_options", "strategy", "source", "backbone"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
 
 
@@ -93,11 +96,21 @@ class Experiment:
     stream_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     strategy_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     source: Dict[str, Any] = field(default_factory=lambda: {"provider": "expert"})
+    backbones: Dict[str, str] = field(default_factory=dict)
 
     def run_configs(self) -> List[RunConfig]:
         """Every run of the grid, validated; UsageError on the first bad name or value."""
         device = resolve_device(self.device)
         source = validate_source(self.source)
+        from benchmark.models import BACKBONES
+
+        for stream, backbone in self.backbones.items():
+            if stream not in self.streams:
+                raise UsageError(f"[backbone] names stream {stream!r}, which is not in the "
+                                 "experiment's streams")
+            if backbone not in BACKBONES:
+                raise UsageError(f"unknown backbone {backbone!r} for {stream}; choose one of: "
+                                 f"{', '.join(BACKBONES)}")
         unknown_opts = sorted(set(self.strategy_options) - set(self.strategies))
         if unknown_opts:
             raise UsageError(f"options given for strategy {unknown_opts[0]!r}, which is not in "
@@ -111,7 +124,9 @@ class Experiment:
                 sspec = get_strategy(strategy)
                 hparams = sspec.resolve(self.strategy_options.get(strategy, {}))
                 for seed in self.seeds:
-                    runs.append(RunConfig(stream, s_opts, spec.backbone, strategy, hparams,
+                    runs.append(RunConfig(stream, s_opts,
+                                          self.backbones.get(stream, spec.backbone), strategy,
+                                          hparams,
                                           seed, train, device, self.deterministic,
                                           source if sspec.uses_source else None))
         return runs
@@ -200,6 +215,8 @@ def load_experiment(path: Path) -> Experiment:
                                                 "[strategy]").items()}
     if "source" in data:
         exp.source = dict(_expect(data["source"], dict, "[source]"))
+    exp.backbones = {k: _expect(v, str, f"[backbone] {k}")
+                     for k, v in _expect(data.get("backbone", {}), dict, "[backbone]").items()}
     return exp
 
 
