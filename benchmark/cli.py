@@ -85,8 +85,6 @@ def _experiment_from_args(args):
         exp.strategy_options.setdefault(strategy, {})[option] = value
     if not exp.streams or not exp.strategies or not exp.seeds:
         raise UsageError("an experiment needs at least one stream, strategy and seed")
-    if len(set(exp.seeds)) != len(exp.seeds):
-        raise UsageError(f"duplicate seeds in {exp.seeds}")
     return exp
 
 

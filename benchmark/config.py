@@ -111,6 +111,17 @@ class Experiment:
             if backbone not in BACKBONES:
                 raise UsageError(f"unknown backbone {backbone!r} for {stream}; choose one of: "
                                  f"{', '.join(BACKBONES)}")
+        for kind, names in (("stream", self.streams), ("strategy", self.strategies),
+                            ("seed", self.seeds)):
+            if len(set(names)) != len(names):
+                raise UsageError(f"duplicate {kind} in {names}")
+        bad_seeds = [s for s in self.seeds if isinstance(s, bool) or not 0 <= s < 2 ** 32]
+        if bad_seeds:
+            raise UsageError(f"bad seed {bad_seeds[0]!r}: seeds are integers in [0, 2**32)")
+        unknown_streams = sorted(set(self.stream_options) - set(self.streams))
+        if unknown_streams:
+            raise UsageError(f"[stream_options] names stream {unknown_streams[0]!r}, which is "
+                             "not in the experiment's streams")
         unknown_opts = sorted(set(self.strategy_options) - set(self.strategies))
         if unknown_opts:
             raise UsageError(f"options given for strategy {unknown_opts[0]!r}, which is not in "
@@ -120,19 +131,40 @@ class Experiment:
             spec = get_stream(stream)
             s_opts = resolve_stream_options(spec, self.stream_options.get(stream, {}))
             train = resolve_train(spec.train_defaults, self.train)
+            backbone = self.backbones.get(stream, spec.backbone)
+            depth = probe_backbone(spec, backbone)
             for strategy in self.strategies:
                 sspec = get_strategy(strategy)
                 hparams = sspec.resolve(self.strategy_options.get(strategy, {}))
+                if sspec.check is not None and depth is not None:
+                    sspec.check(hparams, depth)
                 for seed in self.seeds:
-                    runs.append(RunConfig(stream, s_opts,
-                                          self.backbones.get(stream, spec.backbone), strategy,
-                                          hparams,
+                    runs.append(RunConfig(stream, s_opts, backbone, strategy, hparams,
                                           seed, train, device, self.deterministic,
                                           source if sspec.uses_source else None))
         return runs
 
     def as_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def probe_backbone(spec, backbone: str) -> Optional[int]:
+    """The backbone's depth (blocks), after checking it accepts the stream's input shape with a
+    forward pass on zeros; None when the stream does not declare its shape."""
+    if spec.input_shape is None or spec.num_classes is None:
+        return None
+    import torch
+
+    from benchmark.models import make_backbone
+
+    net = make_backbone(backbone, spec.num_classes, spec.input_shape, seed=0).eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(2, *spec.input_shape))
+    except RuntimeError:
+        raise UsageError(f"backbone {backbone!r} does not take {spec.name}'s inputs of shape "
+                         f"{tuple(spec.input_shape)}; choose another in [backbone]") from None
+    return net.depth
 
 
 def resolve_device(device: str) -> str:
@@ -182,6 +214,8 @@ def load_experiment(path: Path) -> Experiment:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
+    except OSError as err:
+        raise UsageError(f"config file {path} cannot be read ({err.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"malformed config {path}: {err}") from None
     unknown = sorted(set(data) - TOP_KEYS)

@@ -43,6 +43,10 @@ def validate_record(record, where: str) -> dict:
         if not isinstance(record.get(name), kind):
             raise RecordError(f"{where} is a corrupt record: field {name!r} is missing or not a "
                               f"{kind.__name__}; delete it and re-run to recompute it")
+    missing_cfg = [k for k in ("stream", "strategy", "seed") if k not in record["config"]]
+    if missing_cfg:
+        raise RecordError(f"{where} is a corrupt record: config has no {missing_cfg[0]!r}; "
+                          "delete it and re-run to recompute it")
     if record["status"] not in ("ok", "failed"):
         raise RecordError(f"{where} is a corrupt record: status {record['status']!r}")
     if record["status"] == "failed" and not record.get("error"):

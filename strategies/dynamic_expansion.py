@@ -207,14 +207,19 @@ class ExpandingNet(nn.Module):
             self.spread[c] = (fc - mu).pow(2).sum(dim=1).mean().clamp_min(1e-6)
 
 
-def split_backbone(model: nn.Module, trunk_blocks: int):
-    """(trunk, first branch, trunk width, branch width) of a ``BlockNet`` split at a boundary."""
-    depth = len(model.blocks)
+def trunk_cut(trunk_blocks: int, depth: int) -> int:
+    """The boundary where the trunk ends; UsageError unless 1 <= cut <= depth - 1."""
     cut = trunk_blocks if trunk_blocks >= 0 else depth + trunk_blocks
     if not 1 <= cut <= depth - 1:
         raise UsageError(f"bad value {trunk_blocks} for dynamic-expansion.trunk_blocks: the "
                          f"backbone has {depth} blocks; the trunk needs 1..{depth - 1} of them "
                          f"(or -1..-{depth - 1} from the end)")
+    return cut
+
+
+def split_backbone(model: nn.Module, trunk_blocks: int):
+    """(trunk, first branch, trunk width, branch width) of a ``BlockNet`` split at a boundary."""
+    cut = trunk_cut(trunk_blocks, len(model.blocks))
     trunk = nn.Sequential(*model.blocks[:cut])
     branch = nn.Sequential(*model.blocks[cut:], model.pool)
     return trunk, branch, model.widths[cut], model.widths[-1]
@@ -360,7 +365,7 @@ class DynamicExpansion(FastTemplate):
 
 @register_strategy("dynamic-expansion", summary="shared frozen trunk; a new branch and head when "
                    "the domain gap is large, else distillation on known instances (GroupNorm)",
-                   options=OPTIONS)
+                   options=OPTIONS, check=lambda hp, depth: trunk_cut(hp["trunk_blocks"], depth))
 def build_dynamic_expansion(model, ctx, gap_measure, gap_threshold, trunk_blocks, routing,
                             route_temperature, known_confidence, distill_alpha):
     return DynamicExpansion(model=model, optimizer=ctx.train.make_optimizer(model.parameters()),

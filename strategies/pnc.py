@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import TensorLoader, experience_tensors
-from benchmark.errors import UsageError
+from benchmark.errors import DivergenceError, UsageError
 from strategies.base import FastTemplate, count_parameters
 from strategies.registry import Option, register_strategy
 
@@ -253,6 +253,13 @@ class ClonedNetwork(nn.Module):
         return out
 
 
+def check_finite(loss: Optional[torch.Tensor], what: str) -> None:
+    """DivergenceError when the last loss of an epoch is NaN or infinite (checked once per epoch,
+    so a GPU is not synchronised at every batch)."""
+    if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
+        raise DivergenceError(f"PNC {what} loss became {float(loss.detach())}")
+
+
 def train_gates(source: nn.Module, x: torch.Tensor, classes: Sequence[int], epochs: int,
                 lr: float, sparsity: float, temperature: float, batch_size: int,
                 generator: torch.Generator, augment=None) -> List[torch.Tensor]:
@@ -265,6 +272,7 @@ def train_gates(source: nn.Module, x: torch.Tensor, classes: Sequence[int], epoc
     loader = TensorLoader(x, torch.zeros(len(x), dtype=torch.int64, device=x.device), batch_size,
                           generator=generator, augment=augment)
     source.eval()
+    loss = None
     for _ in range(epochs):
         for xb, _, _ in loader:
             with torch.no_grad():
@@ -280,6 +288,7 @@ def train_gates(source: nn.Module, x: torch.Tensor, classes: Sequence[int], epoc
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        check_finite(loss, "gate training")
     return [torch.sigmoid(g).detach() for g in logits]
 
 
@@ -302,6 +311,7 @@ def fit_module(module: CloneModule, target: nn.Module, x: torch.Tensor, y_local:
     optimizer = settings.make_optimizer(params)
     loader = TensorLoader(x, y_local, settings.batch_size, generator=generator, augment=augment)
     module.train()
+    loss = None
     for _ in range(epochs):
         for xb, yb, _ in loader:
             with torch.no_grad():
@@ -310,6 +320,7 @@ def fit_module(module: CloneModule, target: nn.Module, x: torch.Tensor, y_local:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        check_finite(loss, "adapter and head training")
     module.eval()
 
 
@@ -482,7 +493,8 @@ class PNC(FastTemplate):
 
 
 @register_strategy("pnc", summary="Partial Network Cloning: frozen target + removable cloned "
-                   "source parts, routed", options=OPTIONS, uses_source=True)
+                   "source parts, routed", options=OPTIONS, uses_source=True,
+                   check=lambda hp, depth: parse_positions(hp["positions"], depth))
 def build_pnc(model, ctx, **hp):
     return PNC(model=model, optimizer=ctx.train.make_optimizer(model.parameters()),
                source_provider=ctx.source_provider, train_settings=ctx.train, **hp,

@@ -132,6 +132,7 @@ class StrategySpec:
     options: Tuple[Option, ...] = ()
     uses_source: bool = False
     reference: bool = False
+    check: Optional[Callable[[Dict[str, Any], int], None]] = None
 
     def resolve(self, given: Dict[str, Any]) -> Dict[str, Any]:
         """All options with defaults filled in, each value validated."""
@@ -150,14 +151,18 @@ STRATEGIES: Dict[str, StrategySpec] = {}
 
 
 def register_strategy(name: str, *, summary: str, options: Sequence[Option] = (),
-                      uses_source: bool = False, reference: bool = False):
-    """Decorator registering ``build(model, ctx, **hparams) -> strategy`` under ``name``."""
+                      uses_source: bool = False, reference: bool = False,
+                      check: Optional[Callable[[Dict[str, Any], int], None]] = None):
+    """Decorator registering ``build(model, ctx, **hparams) -> strategy`` under ``name``.
+
+    ``check(hparams, depth)``, if given, validates options that depend on the backbone (its
+    number of blocks) when the grid is planned, before anything runs or is written."""
 
     def wrap(build):
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} registered twice")
         STRATEGIES[name] = StrategySpec(name, build, summary, tuple(options), uses_source,
-                                        reference)
+                                        reference, check)
         return build
 
     return wrap

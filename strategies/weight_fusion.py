@@ -169,7 +169,9 @@ def reestimate_norm_statistics(model: nn.Module, x: torch.Tensor, batch_size: in
         m.momentum = None
     model.train()
     for start in range(0, len(x), batch_size):
-        model(x[start:start + batch_size])
+        batch = x[start:start + batch_size]
+        if len(batch) > 1 or len(x) == 1:  # BatchNorm cannot take one sample in train mode
+            model(batch)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)

@@ -39,7 +39,7 @@ class TestList:
         out = run_cli(["list"]).out
         assert "split-digits" in out and "n_experiences=5" in out
         assert "ewc_lambda=10000.0" in out and "mode='separate'" in out
-        assert "alpha=1.0" in out and "temperature=2.0" in out
+        assert "      alpha=0.5: " in out and "      temperature=1.0: " in out
         assert "finetune" in out
 
 
@@ -86,7 +86,7 @@ BAD_INPUTS = [
     ("malformed-set", None, ["--set", "ewc_lambda"], ["--set"]),
     ("zero-epochs", None, ["--epochs", "0"], ["epochs"]),
     ("bad-device", None, ["--device", "tpu"], ["tpu"]),
-    ("duplicate-seeds", None, ["--seeds", "0", "0"], ["seeds"]),
+    ("duplicate-seeds", None, ["--seeds", "0", "0"], ["duplicate seed"]),
     ("toml-syntax", _config("seeds = [0, 1\nstrategies = ['ewc']\n"), CONFIG, ["exp.toml"]),
     ("toml-unknown-key", _config("seed = 3\n"), CONFIG, ["'seed'"]),
     ("toml-wrong-type", _config('seeds = "0 1"\n'), CONFIG, ["seeds"]),

@@ -12,11 +12,11 @@ def write(tmp_path, text):
 
 
 def test_backbone_override_reaches_the_runs_and_their_keys(tmp_path):
-    base = load_experiment(write(tmp_path, 'strategies = ["finetune"]\nseeds = [0]\n'))
-    other = load_experiment(write(tmp_path, 'strategies = ["finetune"]\nseeds = [0]\n'
-                                            '[backbone]\nsplit-digits = "cnn"\n'))
+    head = 'stream = "split-mnist"\nstrategies = ["finetune"]\nseeds = [0]\n'
+    base = load_experiment(write(tmp_path, head))
+    other = load_experiment(write(tmp_path, head + '[backbone]\nsplit-mnist = "resnet32"\n'))
     (run_default,), (run_other,) = base.run_configs(), other.run_configs()
-    assert run_default.backbone == "mlp" and run_other.backbone == "cnn"
+    assert run_default.backbone == "cnn" and run_other.backbone == "resnet32"
     assert run_default.key != run_other.key
 
 
@@ -24,6 +24,7 @@ def test_backbone_override_reaches_the_runs_and_their_keys(tmp_path):
     ('[backbone]\nsplit-digits = "vgg"\n', "unknown backbone 'vgg'"),
     ('[backbone]\nsplit-mnist = "cnn"\n', "not in the experiment's streams"),
     ('[backbone]\nsplit-digits = 3\n', "must be a str"),
+    ('[backbone]\nsplit-digits = "cnn"\n', "does not take split-digits's inputs"),
 ])
 def test_bad_backbone_overrides_are_refused(tmp_path, table, message):
     with pytest.raises(UsageError, match=message):

@@ -116,9 +116,14 @@ class TestGridRecords:
             assert m["old_accuracy"] == approx(metrics.old_accuracy(a))
             assert m["new_accuracy"] == approx(a[T - 1][T - 1])
             assert m["locality"] == approx(metrics.mean_locality(r["step_locality"]))
-            assert m["original_locality"] == approx(r["original_locality"])
-            # the weighted accuracy lies between the worst and the best final-row accuracy
-            assert min(a[T - 1]) - 1e-12 <= m["final_accuracy_weighted"] <= max(a[T - 1]) + 1e-12
+            sizes = r["test_sizes"]
+            assert m["original_locality"] == approx(r["original_agreement"] / sizes[0])
+            recomputed = metrics.step_locality(r["agreement_counts"], sizes)
+            assert recomputed[0] is None and r["step_locality"][0] is None
+            assert r["step_locality"][1:] == approx(recomputed[1:])
+            assert m["final_accuracy_weighted"] == approx(
+                sum(r["correct_matrix"][T - 1]) / sum(sizes))
+            assert a[T - 1] == approx([c / n for c, n in zip(r["correct_matrix"][T - 1], sizes)])
 
     def test_costs(self, grid):
         for r in grid[2].values():

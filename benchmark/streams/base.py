@@ -95,6 +95,7 @@ class StreamSpec:
     options: Tuple[StreamOption, ...] = ()
     needs_data_root: bool = False
     num_classes: Optional[int] = None  # when known, the split is checked before any run starts
+    input_shape: Optional[Tuple[int, ...]] = None  # when known, the backbone is checked too
 
 
 STREAMS: Dict[str, StreamSpec] = {}
@@ -129,8 +130,8 @@ def resolve_stream_options(spec: StreamSpec, given: Dict[str, Any]) -> Dict[str,
     resolved = {}
     for name, opt in known.items():
         value = given.get(name, opt.default)
-        if value is not None and opt.type is int and not isinstance(value, bool):
-            if not isinstance(value, int):
+        if value is not None and opt.type is int:
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise UsageError(
                     f"stream option {spec.name}.{name} must be an integer, got {value!r}"
                 )

@@ -182,6 +182,7 @@ register_stream(
                  AUGMENT_OPTION),
         needs_data_root=True,
         num_classes=10,
+        input_shape=(3, 32, 32),
     )
 )
 register_stream(
@@ -198,5 +199,6 @@ register_stream(
                  AUGMENT_OPTION),
         needs_data_root=True,
         num_classes=100,
+        input_shape=(3, 32, 32),
     )
 )

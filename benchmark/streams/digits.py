@@ -61,6 +61,7 @@ register_stream(
         summary="scikit-learn's bundled 8x8 digits (1,797 images, no download), 5 x 2 classes",
         backbone="mlp",
         num_classes=10,
+        input_shape=(64,),
         train_defaults={"epochs": 10, "batch_size": 32, "lr": 0.01, "optimizer": "adam"},
         options=(
             StreamOption("n_experiences", int, 5, "number of experiences (divides 10)"),

@@ -170,5 +170,6 @@ for _fmt, _summary in (
             options=(StreamOption("n_experiences", int, 5, "number of experiences (divides 10)"),),
             needs_data_root=True,
             num_classes=10,
+            input_shape=(1, 28, 28),
         )
     )

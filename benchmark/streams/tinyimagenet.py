@@ -199,5 +199,6 @@ register_stream(
                               "horizontal flip of training batches")),
         needs_data_root=True,
         num_classes=200,
+        input_shape=(3, 64, 64),
     )
 )
