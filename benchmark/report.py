@@ -164,22 +164,23 @@ def runs_table(records: List[dict]) -> pd.DataFrame:
 def steps_table(records: List[dict]) -> pd.DataFrame:
     """One row per successful run and step k (1-based): A_k, L_k (NaN at step 1), old accuracy
     (mean over experiences < k; NaN at step 1) and new accuracy a[k][k]."""
-    from benchmark.metrics import as_matrix
+    from benchmark.metrics import average_accuracy, new_accuracy, old_accuracy
 
     labels = variant_labels(records)
     rows = []
     for r in records:
         if r["status"] != "ok" or not r["accuracy_matrix"]:
             continue
-        a = as_matrix(r["accuracy_matrix"])
+        a = r["accuracy_matrix"]
         loc = r["step_locality"]
         for k in range(len(a)):
+            old = old_accuracy(a, k)
             rows.append({"stream": r["config"]["stream"], "label": labels[r["key"]],
                          "seed": r["config"]["seed"], "step": k + 1,
-                         "accuracy": float(np.mean(a[k, :k + 1])),
+                         "accuracy": average_accuracy(a, k),
                          "locality": np.nan if k >= len(loc) or loc[k] is None else loc[k],
-                         "old_accuracy": float(np.mean(a[k, :k])) if k else np.nan,
-                         "new_accuracy": float(a[k, k])})
+                         "old_accuracy": np.nan if old is None else old,
+                         "new_accuracy": new_accuracy(a, k)})
     cols = ["stream", "label", "seed", "step", "accuracy", "locality", "old_accuracy",
             "new_accuracy"]
     return pd.DataFrame(rows, columns=cols)
@@ -351,11 +352,6 @@ def combine_tests(*parts: pd.DataFrame) -> pd.DataFrame:
     """Rows of several test tables as one ``tests.csv`` table."""
     parts = [t for t in parts if len(t)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TEST_COLUMNS)
-
-
-def tests_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """``tables/tests.csv``: the paired tests against pnc, then the Friedman tests."""
-    return combine_tests(paired_tests(runs), friedman_tests(runs)[0])
 
 
 # ---------------------------------------------------------------- the paper-claim check

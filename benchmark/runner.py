@@ -88,7 +88,7 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _build_source_provider(cfg: RunConfig, data, make_model, theta0, settings, device,
+def _build_source_provider(cfg: RunConfig, make_model, theta0, settings, device,
                            cache_dir: Optional[Path]):
     if cfg.source is None:
         return None
@@ -160,7 +160,7 @@ def _execute(cfg: RunConfig, data_root, expert_dir, show_progress, download) -> 
 
     model = make_model().to(device)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    provider = _build_source_provider(cfg, data, make_model, theta0, settings, device, expert_dir)
+    provider = _build_source_provider(cfg, make_model, theta0, settings, device, expert_dir)
     ctx = StrategyContext(device=device, train=settings, seed=cfg.seed,
                           num_classes=data.num_classes, source_provider=provider,
                           initial_state=theta0)

@@ -35,7 +35,7 @@ averaging halves the weight of all earlier steps at each step.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Optional
 
 import torch
 from torch import nn
@@ -202,7 +202,6 @@ class WeightFusion(FastTemplate):
                               {k: v.detach().clone() for k, v in initial_state.items()})
         self.mode, self.lam, self.fraction = mode, lam, fraction
         self.importance, self.reestimate_norm = importance, reestimate_norm
-        self.seen_classes: List[int] = []
         self.fisher: Optional[State] = None
         self.steps_done = 0
         self._last: Dict = {}
@@ -256,7 +255,6 @@ class WeightFusion(FastTemplate):
         }
 
     def _after_training_exp(self, **kwargs):
-        self.seen_classes += list(self.experience.classes_in_this_experience)
         if self.mode == "nonessential" and self.importance == "fisher":
             x, y = experience_tensors(self.experience)
             step_fisher = fisher_diagonal(self.model, x.to(self.device), y.to(self.device),
