@@ -6,6 +6,7 @@ session into temporary folders; tests that change a results folder work on a cop
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import shutil
@@ -39,6 +40,25 @@ class CliResult:
     code: int
     out: str
     err: str
+
+
+def state_hash(module: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def assert_metrics_in_range(metrics: dict) -> None:
+    """Accuracies and localities are fractions in [0, 1]; forgetting lies in [-1, 1]."""
+    for name in ("final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
+                 "locality", "original_locality", "old_accuracy", "new_accuracy"):
+        assert 0.0 <= metrics[name] <= 1.0, name
+    assert -1.0 <= metrics["forgetting"] <= 1.0
 
 
 def run_cli(args: List[str]) -> CliResult:

@@ -1,7 +1,6 @@
 """Dynamic expansion: the trunk is frozen bitwise after step 1, expansion leaves earlier branches
 untouched, distillation extends a head, GroupNorm replaces BatchNorm, logits cover all classes,
 and the record on split-digits says which way each step went."""
-import hashlib
 
 import pytest
 import torch
@@ -14,19 +13,9 @@ from benchmark.runner import execute_run
 from benchmark.streams import get_stream
 from strategies import DynamicExpansion, StrategyContext, TrainSettings, get_strategy
 from strategies.dynamic_expansion import UNSEEN_LOGIT, batchnorm_to_groupnorm
+from conftest import assert_metrics_in_range, state_hash
 
 SETTINGS = TrainSettings(epochs=1, batch_size=32, lr=0.01)
-
-
-def state_hash(module: nn.Module) -> str:
-    """SHA-256 over every parameter and buffer (names, dtypes, shapes and bytes)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def build(**options) -> DynamicExpansion:
@@ -167,11 +156,7 @@ def test_dynamic_expansion_record_on_split_digits():
                      device="cpu").run_configs()[0]
     record = execute_run(cfg)
     assert record["status"] == "ok", record["error"]
-    m = record["metrics"]
-    for name in ("final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
-                 "locality", "original_locality", "old_accuracy", "new_accuracy"):
-        assert 0.0 <= m[name] <= 1.0, name
-    assert -1.0 <= m["forgetting"] <= 1.0
+    assert_metrics_in_range(record["metrics"])
     steps = record["steps"]
     assert [s["decision"] for s in steps][0] == "initial"
     for step in steps[1:]:

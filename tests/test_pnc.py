@@ -1,7 +1,6 @@
 """PNC's bitwise invariants (SPEC 4.1): the target never changes, modules stack and each can be
 removed, and with every module removed the network is the original target."""
 import copy
-import hashlib
 
 import pytest
 import torch
@@ -12,20 +11,10 @@ from benchmark.runner import execute_run
 from benchmark.streams import get_stream
 from strategies import PNC, StrategyContext, TrainSettings, get_strategy
 from strategies.pnc import ClonedNetwork, boundary_features
+from conftest import state_hash
 
 SETTINGS = TrainSettings(epochs=2, batch_size=32, lr=0.01)
 FAST = dict(gate_epochs=1, insert_epochs=1)
-
-
-def state_hash(module: torch.nn.Module) -> str:
-    """SHA-256 over every parameter and buffer (names, dtypes, shapes and bytes)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def expert_provider(stream, seed):

@@ -10,6 +10,7 @@ from benchmark.models import make_backbone
 from benchmark.runner import execute_run
 from benchmark.streams import get_stream
 from strategies import StrategyContext, TrainSettings, WeightFusion, get_strategy
+from conftest import assert_metrics_in_range
 from strategies.weight_fusion import (
     changed_fraction,
     fuse_nonessential,
@@ -201,11 +202,7 @@ def test_weight_fusion_record_on_split_digits(options):
                      ).run_configs()[0]
     record = execute_run(cfg)
     assert record["status"] == "ok", record["error"]
-    m = record["metrics"]
-    for name in ("final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
-                 "locality", "original_locality", "old_accuracy", "new_accuracy"):
-        assert 0.0 <= m[name] <= 1.0, name
-    assert -1.0 <= m["forgetting"] <= 1.0
+    assert_metrics_in_range(record["metrics"])
     steps = record["steps"]
     assert len(steps) == 5
     assert steps[0]["mode"] == "train" and steps[0]["trainable_parameters"] > 0
