@@ -17,7 +17,6 @@ A backend is ``backend(runs, options) -> iterable of records``: it takes runs fr
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import sys
 import time
@@ -29,8 +28,8 @@ from benchmark.claims import Claims
 from benchmark.config import Experiment, RunConfig
 from benchmark.errors import UsageError
 from benchmark.progress import progress_bar
-from benchmark.runner import environment, execute_run
-from benchmark.store import SCHEMA, ResultsStore, atomic_write
+from benchmark.runner import empty_record, environment, execute_run
+from benchmark.store import ResultsStore, atomic_write
 from benchmark.streams import get_stream
 
 Backend = Callable[[Iterable[RunConfig], dict], Iterable[dict]]
@@ -136,13 +135,7 @@ def failed_record(cfg: RunConfig, error: str) -> dict:
     """
     env = environment("cpu")
     env.update(device=cfg.device, recorded_by="driver")
-    return {
-        "schema": SCHEMA, "key": cfg.key, "status": "failed", "error": error,
-        "config": cfg.as_dict(), "classes_per_step": [], "accuracy_matrix": [],
-        "step_locality": [], "original_locality": None, "metrics": {}, "costs": {},
-        "environment": env,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return empty_record(cfg, "failed", error, env)
 
 
 def local_backend(configs: Iterable[RunConfig], options: dict) -> Iterable[dict]:

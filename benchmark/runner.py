@@ -99,6 +99,17 @@ def _build_source_provider(cfg: RunConfig, make_model, theta0, settings, device,
     return ExpertProvider(make_model, theta0, settings, identity, device, cache_dir)
 
 
+def empty_record(cfg: RunConfig, status: str, error: Optional[str], env: dict) -> dict:
+    """A record skeleton: identity, status and environment, no results yet."""
+    return {
+        "schema": SCHEMA, "key": cfg.key, "status": status, "error": error,
+        "config": cfg.as_dict(), "classes_per_step": [], "accuracy_matrix": [],
+        "step_locality": [], "original_locality": None, "metrics": {}, "costs": {},
+        "environment": env,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def execute_run(cfg: RunConfig, data_root: Optional[str] = None,
                 expert_dir: Optional[Path] = None, show_progress: bool = False,
                 download: bool = False) -> dict:
@@ -122,21 +133,7 @@ def execute_run(cfg: RunConfig, data_root: Optional[str] = None,
         tb = traceback.extract_tb(err.__traceback__)[-1]
         body, status, error = {}, "failed", (
             f"{type(err).__name__}: {err} (at {Path(tb.filename).name}:{tb.lineno})")
-    record = {
-        "schema": SCHEMA,
-        "key": cfg.key,
-        "status": status,
-        "error": error,
-        "config": cfg.as_dict(),
-        "classes_per_step": [],
-        "accuracy_matrix": [],
-        "step_locality": [],
-        "original_locality": None,
-        "metrics": {},
-        "costs": {},
-        "environment": environment(cfg.device),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    record = empty_record(cfg, status, error, environment(cfg.device))
     record.update(body)
     record["costs"]["total_seconds"] = time.perf_counter() - started
     return record
