@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int)
     args = parser.parse_args(argv)
     try:
-        combos = parse_grid(args.grid) or [{}]
+        combos = parse_grid(args.grid)
         print(" | ".join(["options", *COLUMNS]))
         for combo in combos:
             exp = Experiment(streams=[args.stream], strategies=[args.strategy], seeds=args.seeds,
