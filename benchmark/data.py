@@ -82,21 +82,20 @@ class TensorLoader:
         shuffle: bool = True,
         generator: Optional[torch.Generator] = None,
         augment: Optional[Augment] = None,
-        drop_last: bool = False,
     ):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.augment = augment
-        self.drop_last = drop_last
         self._zeros = torch.zeros(batch_size, dtype=torch.int64, device=y.device)
 
     def __len__(self) -> int:
         n = len(self.y)
+        if not self.shuffle:
+            return -(-n // self.batch_size)
         full, rest = divmod(n, self.batch_size)
-        # A final batch of one sample is dropped: BatchNorm cannot train on it.
-        return full + (rest > 1 and not self.drop_last) if self.shuffle else -(-n // self.batch_size)
+        return full + (rest > 1)  # a final batch of one sample is dropped (BatchNorm)
 
     def __iter__(self) -> Iterator[List[torch.Tensor]]:
         n = len(self.y)

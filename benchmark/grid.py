@@ -28,7 +28,7 @@ from benchmark.claims import Claims
 from benchmark.config import Experiment, RunConfig
 from benchmark.errors import UsageError
 from benchmark.progress import progress_bar
-from benchmark.runner import empty_record, environment, execute_run
+from benchmark.runner import cpu_threads, empty_record, environment, execute_run
 from benchmark.store import ResultsStore, atomic_write
 from benchmark.streams import get_stream
 
@@ -198,9 +198,10 @@ def run_experiment(exp: Experiment, out: Path, force: bool = False, backend: str
     run_backend = get_backend(backend)
     configs = _plan_without_device(exp) if backend == "ray" else exp.run_configs()
     if backend == "local":
+        cpu_threads()  # a bad $CLONEBENCH_THREADS stops here, not inside the first run
         check_data(configs, data_root, download)
     store = ResultsStore(out).check(create=True)
-    existing = store.load_all()
+    finished = store.finished_keys()
     show = not quiet and sys.stderr.isatty()
     options = {"data_root": data_root, "expert_dir": out / "experts", "show_progress": show,
                "address": address, "download": download, "max_retries": max_retries,
@@ -219,7 +220,7 @@ def run_experiment(exp: Experiment, out: Path, force: bool = False, backend: str
             configs = [dataclasses.replace(c, device=device) for c in configs]
             options["ray_session"] = session
             options["cpus_per_run"] = session.cpus_per_run(cpus_per_run)
-        todo = [c for c in configs if force or existing.get(c.key, {}).get("status") != "ok"]
+        todo = [c for c in configs if force or c.key not in finished]
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "experiment.json", json.dumps(exp.as_dict(), indent=1) + "\n")
         claims = Claims(out)

@@ -199,8 +199,7 @@ def _execute(cfg: RunConfig, data_root, expert_dir, show_progress, download) -> 
             agree.append(metrics.agreement_counts(history[-1][:k], preds[:k]))
         history.append(preds)
 
-    acc = [[None if correct[k][j] is None else correct[k][j] / sizes[j] for j in range(n)]
-           for k in range(n)]
+    acc = metrics.accuracy_matrix(history, labels)
     step_loc = metrics.step_locality(agree, sizes)
     orig_agree = metrics.agreement_counts(history[0][:1], history[-1][:1])[0]
     orig_loc = metrics.original_locality(orig_agree, sizes[0]) if n > 1 else None

@@ -152,9 +152,9 @@ class ResultsStore:
     def load_all(self) -> Dict[str, dict]:
         return {r["key"]: r for r in self.records()}
 
-    def has_ok(self, key: str) -> bool:
-        path = self.runs / f"{key}.json"
-        return path.exists() and read_record(path)["status"] == "ok"
+    def finished_keys(self) -> set:
+        """Keys of the runs recorded with status ``ok`` (failed runs are not finished)."""
+        return {key for key, record in self.load_all().items() if record["status"] == "ok"}
 
     def write(self, record: dict) -> Path:
         validate_record(record, f"record {record.get('key')}")

@@ -127,15 +127,16 @@ class TestReadRecord:
         with pytest.raises(RecordError, match="corrupt"):
             read_record(path)
 
-    def test_has_ok(self, tmp_path):
+    def test_finished_keys(self, tmp_path):
         store = ResultsStore(tmp_path).check(create=True)
         store.write(make_record("aaaaaaaaaaaaaaaa"))
         failed = make_record("bbbbbbbbbbbbbbbb", status="failed")
         failed["error"] = "out of memory"
         store.write(failed)
-        assert store.has_ok("aaaaaaaaaaaaaaaa")
-        assert not store.has_ok("bbbbbbbbbbbbbbbb")
-        assert not store.has_ok("cccccccccccccccc")
+        finished = store.finished_keys()
+        assert "aaaaaaaaaaaaaaaa" in finished
+        assert "bbbbbbbbbbbbbbbb" not in finished
+        assert "cccccccccccccccc" not in finished
 
 
 def _without(field):
