@@ -25,9 +25,11 @@ demo: setup
 	echo "results: $(OUT)/  report: $(OUT)/report.html"; exit $$status
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-fast: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow and not ray"
 
 clean-venv:

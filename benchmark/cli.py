@@ -1,4 +1,5 @@
-"""``clonebench``: run experiments, rebuild reports, list streams and strategies.
+"""``clonebench``: run experiments, rebuild reports, list what is registered, and the tools
+(``perf``, ``tune``, ``screenshot``), all from one parser.
 
 Bad input (unknown names, bad values, malformed config, a foreign results folder) prints one line
 ``clonebench: error: ...`` and exits with status 2 without touching existing results.
@@ -6,13 +7,12 @@ Bad input (unknown names, bad values, malformed config, a foreign results folder
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
-from benchmark.errors import UsageError
+from benchmark.core.errors import UsageError
 
 DEFAULT_OUT = Path("results/default")
 
@@ -22,14 +22,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="clonebench", description=(
-        "Benchmark Partial Network Cloning (PNC) against continual-learning baselines."))
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run an experiment (default: split-digits, every "
                          "strategy, 5 seeds) and write records, tables and report")
     run.add_argument("--config", type=Path, help="experiment TOML file (flags override it)")
+    run.add_argument("--plugins", help="modules (dotted names or .py files, comma-separated) "
+                     "that register your own strategies or streams")
     run.add_argument("--stream", help="stream name, or several separated by commas")
     run.add_argument("--strategies", help="comma-separated strategy names (default: all)")
     run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2 3 4)")
@@ -40,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "results/<name> for a config with a name)")
     run.add_argument("--backend", choices=("local", "ray"), default="local",
                      help="execute runs in this process (local) or as Ray tasks (ray)")
+    run.add_argument("--jobs", type=int, help="with the local backend: runs executed at once "
+                   "in worker processes (default: 1, in this process)")
     run.add_argument("--address", help="address of an existing Ray cluster (with --backend ray)")
     run.add_argument("--max-retries", type=int, help="with --backend ray: times a run whose "
                      "worker dies is retried before it is recorded as failed (default: 2)")
@@ -53,23 +53,45 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="assignments", action="append", default=[],
                      metavar="STRATEGY.OPTION=VALUE",
                      help="set a strategy hyper-parameter, e.g. ewc.ewc_lambda=100 (repeatable)")
-    run.add_argument("--threads", type=int, help="torch CPU threads per run (default: "
-                     "$CLONEBENCH_THREADS or 1, fastest for small models)")
+    run.add_argument("--threads", type=int, default=1, help="torch CPU threads per run "
+                     "(default: 1, the fastest for small models)")
     run.add_argument("--force", action="store_true", help="recompute runs already finished")
     run.add_argument("--quiet", action="store_true", help="no progress bars, no per-run lines")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    from benchmark.perf import speed
+    from benchmark.report import screenshot
+    from benchmark.tune import sweep
+
+    parser = _Parser(prog="clonebench", description=(
+        "Benchmark Partial Network Cloning (PNC) against continual-learning baselines."))
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(sub)
     report = sub.add_parser("report", help="rebuild tables, figures and report.html of a "
                             "results folder from its records alone")
     report.add_argument("dir", type=Path, help="results folder (holding runs/)")
-
-    sub.add_parser("list", help="print streams and strategies with their options and defaults")
+    listing = sub.add_parser("list", help="print streams, backbones, strategies and backends "
+                             "with their options and defaults")
+    listing.add_argument("--plugins", help="also load these modules (as for run)")
+    speed.add_arguments(sub.add_parser(
+        "perf", help="time a strategy's training through the suite against a plain PyTorch "
+        "loop and plain Avalanche on the same model, data and settings"))
+    sweep.add_arguments(sub.add_parser(
+        "tune", help="a hyper-parameter grid on tuning seeds, printed as a table"))
+    screenshot.add_arguments(sub.add_parser(
+        "screenshot", help="render DIR/report.html in headless chromium and check it is not "
+        "blank"))
     return parser
 
 
 def _experiment_from_args(args):
-    from benchmark.config import Experiment, load_experiment, parse_assignment
+    from benchmark.run.plan import Experiment, load_experiment, load_plugins, parse_assignment
 
+    plugins = _names(args.plugins)
+    load_plugins(plugins)
     exp = load_experiment(args.config) if args.config else Experiment()
+    exp.plugins = list(dict.fromkeys(exp.plugins + plugins))
     if args.stream:
         exp.streams = [s.strip() for s in args.stream.split(",") if s.strip()]
     if args.strategies:
@@ -88,24 +110,35 @@ def _experiment_from_args(args):
     return exp
 
 
+def _backend_options(args) -> dict:
+    ray_only = (("--address", "address"), ("--max-retries", "max_retries"),
+                ("--cpus-per-run", "cpus_per_run"))
+    options = {}
+    for flag, name in ray_only:
+        value = getattr(args, name)
+        if value is not None:
+            if args.backend != "ray":
+                raise UsageError(f"{flag} needs --backend ray")
+            options[name] = value
+    if args.jobs is not None:
+        if args.backend != "local":
+            raise UsageError("--jobs applies to the local backend; Ray sizes itself")
+        options["jobs"] = args.jobs
+    return options
+
+
 def cmd_run(args) -> int:
-    from benchmark.grid import run_experiment
+    from benchmark.run.grid import run_experiment
+    from benchmark.run.plan import ExecOptions
 
     exp = _experiment_from_args(args)
     out = args.out or (Path("results") / exp.name if args.config else DEFAULT_OUT)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"bad --threads {args.threads}: expected an integer >= 1")
-        os.environ["CLONEBENCH_THREADS"] = str(args.threads)
-    for flag, value in (("--address", args.address), ("--max-retries", args.max_retries),
-                        ("--cpus-per-run", args.cpus_per_run)):
-        if value is not None and args.backend != "ray":
-            raise UsageError(f"{flag} needs --backend ray")
+    exec_options = ExecOptions(data_root=args.data_root, download=args.download,
+                               threads=args.threads)
     start = time.perf_counter()
-    counts = run_experiment(exp, out, force=args.force, backend=args.backend,
-                            data_root=args.data_root, quiet=args.quiet, address=args.address,
-                            download=args.download, max_retries=args.max_retries,
-                            cpus_per_run=args.cpus_per_run)
+    counts = run_experiment(exp, out, exec_options, backend=args.backend,
+                            backend_options=_backend_options(args), force=args.force,
+                            quiet=args.quiet)
     elsewhere = counts.get("elsewhere", 0)
     by_others = f", {elsewhere} by another driver" if elsewhere else ""
     print(f"{counts['planned']} runs: {counts['ok']} done, {counts['failed']} failed, "
@@ -115,7 +148,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.report import build_report
+    from benchmark.report.build import build_report
 
     if not (args.dir / "runs").is_dir():
         raise UsageError(f"{args.dir} is not a results folder (no runs/ inside)")
@@ -124,32 +157,57 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_list(args) -> int:
-    from benchmark.streams import STREAMS
-    from strategies import STRATEGIES
-    from benchmark.config import default_strategy_order
+def _print_options(options, indent: str = "      ") -> None:
+    for opt in options:
+        print(f"{indent}{opt.describe()}")
 
+
+def _names(text: Optional[str]) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def cmd_list(args) -> int:
+    from benchmark.core.models import BACKBONES
+    from benchmark.data import STREAMS
+    from benchmark.run.backends import BACKENDS
+    from benchmark.run.plan import default_strategy_order, load_plugins
+    from strategies import STRATEGIES
+
+    load_plugins(_names(args.plugins))
     print("Streams:")
     for name, spec in STREAMS.items():
         td = ", ".join(f"{k}={v}" for k, v in spec.train_defaults.items())
         print(f"  {name}: {spec.summary}\n      backbone {spec.backbone}; training {td}")
-        for opt in spec.options:
-            print(f"      {opt.name}={opt.default!r}: {opt.help}")
+        _print_options(spec.options)
+    print("\nBackbones:")
+    for name, spec in BACKBONES.items():
+        print(f"  {name}: {spec.summary} (inputs: {spec.inputs})")
     print("\nStrategies:")
     for name in default_strategy_order():
-        spec = STRATEGIES[name]
-        role = " [reference: upper bound, not a rival]" if spec.reference else ""
+        spec = STRATEGIES.get(name)
+        role = f" [{spec.role}: {spec.note}]" if spec.note else (
+            f" [{spec.role}]" if spec.role != "rival" else "")
         src = " [uses a source network]" if spec.uses_source else ""
-        print(f"  {name}: {spec.summary}{role}{src}")
-        for opt in spec.options:
-            print(f"      {opt.describe()}")
+        print(f"  {name}: {spec.summary} (family: {spec.family}){role}{src}")
+        _print_options(spec.options)
+    print("\nBackends:")
+    for name, spec in BACKENDS.items():
+        print(f"  {name}: {spec.summary}")
+        _print_options(spec.options)
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+def main(argv: Optional[list[str]] = None) -> int:
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
+        if args.command in ("perf", "tune", "screenshot"):
+            from benchmark.perf import speed
+            from benchmark.report import screenshot
+            from benchmark.tune import sweep
+
+            tool = {"perf": speed, "tune": sweep, "screenshot": screenshot}[args.command]
+            return tool.run(args)
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list}[args.command](args)
     except UsageError as err:
         print(f"clonebench: error: {err}", file=sys.stderr)

@@ -49,42 +49,23 @@ scored 0.39.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data import experience_tensors
-from benchmark.errors import UsageError
-from benchmark.models import norm_layer
+from benchmark.core.errors import UsageError
+from benchmark.core.models import norm_layer
+from benchmark.core.options import Option
+from benchmark.core.tensors import experience_tensors
 from strategies.base import FastTemplate, count_parameters
-from strategies.registry import Option, register_strategy
+from strategies.registry import register_strategy
 
 UNSEEN_LOGIT = -1e4
 GAP_MEASURES = ("feature-distance", "confidence")
 ROUTINGS = ("prototype", "logits")
 DISTILL_TEMPERATURE = 2.0
-
-OPTIONS = (
-    Option("gap_measure", str, "feature-distance",
-           "how far the new data lies from what the model knows", choices=GAP_MEASURES),
-    Option("gap_threshold", float, 0.5,
-           "expand when the gap exceeds it, else distil (feature-distance: ratio, ~1 for known "
-           "data; confidence: in [0, 1])", low=0.0),
-    Option("trunk_blocks", int, -1,
-           "backbone blocks in the shared trunk; negative counts from the end (-1: all but the "
-           "last)"),
-    Option("routing", str, "prototype", "how the heads are combined at test time",
-           choices=ROUTINGS),
-    Option("route_temperature", float, 1.0, "temperature of the prototype routing", low=1e-3),
-    Option("known_confidence", float, 0.9,
-           "max-softmax confidence from which a new sample is a known instance", low=0.0,
-           high=1.0),
-    Option("distill_alpha", float, 1.0, "weight of the distillation loss (distil steps)",
-           low=0.0),
-)
-
 
 def batchnorm_to_groupnorm(module: nn.Module) -> nn.Module:
     """``module`` with every BatchNorm replaced, in place, by a GroupNorm over the same channels
@@ -117,7 +98,7 @@ class ExpandingNet(nn.Module):
         self.trunk = trunk
         self.branches = nn.ModuleList([first_branch])
         self.heads = nn.ModuleList()
-        self.head_classes: List[List[int]] = []
+        self.head_classes: list[list[int]] = []
         self.branch_width = branch_width
         self.num_classes = num_classes
         self.routing = routing
@@ -131,7 +112,7 @@ class ExpandingNet(nn.Module):
         """Indices of the classes the model has learnt."""
         return (self.owner >= 0).nonzero().flatten()
 
-    def set_head(self, branch: int, classes: List[int],
+    def set_head(self, branch: int, classes: list[int],
                  generator: Optional[torch.Generator] = None) -> nn.Linear:
         """A head for ``branch`` over ``classes``; rows of classes it already had are kept.
 
@@ -197,7 +178,7 @@ class ExpandingNet(nn.Module):
         return (d2 / self.spread[known]).min(dim=1).values
 
     @torch.no_grad()
-    def add_prototypes(self, x: torch.Tensor, y: torch.Tensor, classes: List[int]) -> None:
+    def add_prototypes(self, x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> None:
         """Class means and mean squared spreads of the trunk features of ``x`` for ``classes``."""
         f = pooled(self.trunk_features(x))
         for c in classes:
@@ -225,35 +206,52 @@ def split_backbone(model: nn.Module, trunk_blocks: int):
     return trunk, branch, model.widths[cut], model.widths[-1]
 
 
+@register_strategy("dynamic-expansion", summary="shared frozen trunk; a new branch and head when "
+                   "the domain gap is large, else distillation on known instances (GroupNorm)",
+                   family="expansion",
+                   check=lambda hp, depth: trunk_cut(hp["trunk_blocks"], depth))
 class DynamicExpansion(FastTemplate):
     """Frozen shared trunk; a new branch and head when the gap is large, else distillation."""
 
-    def __init__(self, *, model, optimizer, gap_measure: str = "feature-distance",
-                 gap_threshold: float = 0.5, trunk_blocks: int = -1, routing: str = "prototype",
-                 route_temperature: float = 1.0, known_confidence: float = 0.9,
-                 distill_alpha: float = 1.0, **kwargs):
-        if gap_measure not in GAP_MEASURES:
-            raise UsageError(f"bad value {gap_measure!r} for dynamic-expansion.gap_measure: "
-                             f"choose one of {', '.join(GAP_MEASURES)}")
-        if routing not in ROUTINGS:
-            raise UsageError(f"bad value {routing!r} for dynamic-expansion.routing: choose "
-                             "prototype or logits")
+    OPTIONS = (
+        Option("gap_measure", str, "feature-distance",
+               "how far the new data lies from what the model knows", choices=GAP_MEASURES),
+        Option("gap_threshold", float, 0.5,
+               "expand when the gap exceeds it, else distil (feature-distance: ratio, ~1 for known "
+               "data; confidence: in [0, 1])", low=0.0),
+        Option("trunk_blocks", int, -1,
+               "backbone blocks in the shared trunk; negative counts from the end (-1: all but the "
+               "last)"),
+        Option("routing", str, "prototype", "how the heads are combined at test time",
+               choices=ROUTINGS),
+        Option("route_temperature", float, 1.0, "temperature of the prototype routing", low=1e-3),
+        Option("known_confidence", float, 0.9,
+               "max-softmax confidence from which a new sample is a known instance", low=0.0,
+               high=1.0),
+        Option("distill_alpha", float, 1.0, "weight of the distillation loss (distil steps)",
+               low=0.0),
+    )
+
+    def __init__(self, *, model, **kwargs):
         if not hasattr(model, "blocks"):
             raise UsageError("dynamic-expansion needs a BlockNet backbone (blocks, pool, head)")
-        trunk, branch, feature_width, branch_width = split_backbone(model, trunk_blocks)
+        super().__init__(model=model, **kwargs)
+        trunk, branch, feature_width, branch_width = split_backbone(model,
+                                                                    self.hp["trunk_blocks"])
+        trunk = nn.Sequential(model.stem, *trunk)
         net = ExpandingNet(batchnorm_to_groupnorm(trunk), batchnorm_to_groupnorm(branch),
-                           feature_width, branch_width, model.num_classes, routing,
-                           route_temperature)
-        super().__init__(model=net, optimizer=optimizer, **kwargs)
-        self.net = net
-        self.init_generator = torch.Generator().manual_seed(kwargs.get("seed", 0) + 1)
-        self.gap_measure, self.gap_threshold = gap_measure, gap_threshold
-        self.known_confidence, self.distill_alpha = known_confidence, distill_alpha
+                           feature_width, branch_width, model.num_classes, self.hp["routing"],
+                           self.hp["route_temperature"])
+        self.model = self.net = net
+        self.init_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.gap_measure, self.gap_threshold = self.hp["gap_measure"], self.hp["gap_threshold"]
+        self.known_confidence = self.hp["known_confidence"]
+        self.distill_alpha = self.hp["distill_alpha"]
         self.active = 0
         self.teacher: Optional[ExpandingNet] = None
         self.teacher_classes = 0
         self.local_label = torch.zeros(model.num_classes, dtype=torch.long)
-        self._last: Dict = {}
+        self._last: dict = {}
 
     # ------------------------------------------------------------------ adaptation per step
     @torch.no_grad()
@@ -359,18 +357,5 @@ class DynamicExpansion(FastTemplate):
         self.teacher = None
         super()._after_training_exp(**kwargs)
 
-    def step_report(self) -> Dict:
+    def step_report(self) -> dict:
         return dict(self._last)
-
-
-@register_strategy("dynamic-expansion", summary="shared frozen trunk; a new branch and head when "
-                   "the domain gap is large, else distillation on known instances (GroupNorm)",
-                   options=OPTIONS, check=lambda hp, depth: trunk_cut(hp["trunk_blocks"], depth))
-def build_dynamic_expansion(model, ctx, gap_measure, gap_threshold, trunk_blocks, routing,
-                            route_temperature, known_confidence, distill_alpha):
-    return DynamicExpansion(model=model, optimizer=ctx.train.make_optimizer(model.parameters()),
-                            gap_measure=gap_measure, gap_threshold=gap_threshold,
-                            trunk_blocks=trunk_blocks, routing=routing,
-                            route_temperature=route_temperature,
-                            known_confidence=known_confidence, distill_alpha=distill_alpha,
-                            **ctx.template_kwargs())

@@ -3,23 +3,16 @@
 
 The penalty is ewc_lambda * sum_i F_i (theta_i - theta*_i)^2 over the importances F (squared
 mini-batch gradients, Avalanche's estimate) saved after each experience. ``FastEWCPlugin``
-computes the same importances from the experience's tensors instead of a ``DataLoader``.
+computes the same importances from the experience's tensors instead of a ``DataLoader``. The
+Fisher diagonals and the anchor weights it keeps are the strategy's state (``state_bytes``).
 """
 from avalanche.training.plugins import EWCPlugin
 from avalanche.training.utils import zerolike_params_dict
 
-from benchmark.data import TensorLoader, experience_tensors
+from benchmark.core.options import Option
+from benchmark.core.tensors import TensorLoader, experience_tensors
 from strategies.base import FastTemplate
-from strategies.registry import Option, register_strategy
-
-OPTIONS = (
-    Option("ewc_lambda", float, 10000.0, "weight of the EWC penalty (tuned on split-digits)",
-           low=0.0),
-    Option("mode", str, "separate", "keep one Fisher per experience or a running one",
-           choices=("separate", "online")),
-    Option("decay_factor", float, 0.9, "decay of the running Fisher (mode=online only)",
-           low=0.0, high=1.0),
-)
+from strategies.registry import register_strategy
 
 
 class FastEWCPlugin(EWCPlugin):
@@ -48,18 +41,20 @@ class FastEWCPlugin(EWCPlugin):
         return importances
 
 
+@register_strategy("ewc", summary="Elastic Weight Consolidation (Avalanche EWCPlugin)",
+                   family="parameter-tuning")
 class EWC(FastTemplate):
     """Finetuning plus the EWC penalty."""
 
-    def __init__(self, *, model, optimizer, ewc_lambda: float = 10000.0, mode: str = "separate",
-                 decay_factor: float = 0.9, plugins=None, **kwargs):
-        plugin = FastEWCPlugin(ewc_lambda, mode=mode,
-                               decay_factor=decay_factor if mode == "online" else None)
-        super().__init__(model=model, optimizer=optimizer, plugins=[plugin] + list(plugins or []), **kwargs)
+    OPTIONS = (
+        Option("ewc_lambda", float, 10000.0, "weight of the EWC penalty", low=0.0),
+        Option("mode", str, "separate", "keep one Fisher per experience or a running one",
+               choices=("separate", "online")),
+        Option("decay_factor", float, 0.9, "decay of the running Fisher (mode=online only)",
+               low=0.0, high=1.0),
+    )
 
-
-@register_strategy("ewc", summary="Elastic Weight Consolidation (Avalanche EWCPlugin)",
-                   options=OPTIONS)
-def build_ewc(model, ctx, ewc_lambda, mode, decay_factor):
-    return EWC(model=model, optimizer=ctx.train.make_optimizer(model.parameters()), ewc_lambda=ewc_lambda,
-               mode=mode, decay_factor=decay_factor, **ctx.template_kwargs())
+    def own_plugins(self):
+        online = self.hp["mode"] == "online"
+        return [FastEWCPlugin(self.hp["ewc_lambda"], mode=self.hp["mode"],
+                              decay_factor=self.hp["decay_factor"] if online else None)]

@@ -2,30 +2,24 @@
 
 The loss adds alpha * KL distillation (temperature T) between the previous model's and the
 current model's outputs on the classes seen before, computed on the current experience's inputs.
+The copy of the previous model is the strategy's state (``state_bytes``).
 """
 from avalanche.training.plugins import LwFPlugin
 
+from benchmark.core.options import Option
 from strategies.base import FastTemplate
-from strategies.registry import Option, register_strategy
-
-OPTIONS = (
-    Option("alpha", float, 0.5, "weight of the distillation loss (tuned on split-digits)",
-           low=0.0),
-    Option("temperature", float, 1.0, "softmax temperature of the distillation", low=1e-3),
-)
-
-
-class LwF(FastTemplate):
-    """Finetuning plus distillation from the model of the previous step."""
-
-    def __init__(self, *, model, optimizer, alpha: float = 0.5, temperature: float = 1.0,
-                 plugins=None, **kwargs):
-        super().__init__(model=model, optimizer=optimizer,
-                         plugins=[LwFPlugin(alpha, temperature)] + list(plugins or []), **kwargs)
+from strategies.registry import register_strategy
 
 
 @register_strategy("lwf", summary="Learning without Forgetting (Avalanche LwFPlugin)",
-                   options=OPTIONS)
-def build_lwf(model, ctx, alpha, temperature):
-    return LwF(model=model, optimizer=ctx.train.make_optimizer(model.parameters()), alpha=alpha,
-               temperature=temperature, **ctx.template_kwargs())
+                   family="parameter-tuning")
+class LwF(FastTemplate):
+    """Finetuning plus distillation from the model of the previous step."""
+
+    OPTIONS = (
+        Option("alpha", float, 0.5, "weight of the distillation loss", low=0.0),
+        Option("temperature", float, 1.0, "softmax temperature of the distillation", low=1e-3),
+    )
+
+    def own_plugins(self):
+        return [LwFPlugin(self.hp["alpha"], self.hp["temperature"])]

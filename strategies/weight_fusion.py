@@ -35,38 +35,23 @@ averaging halves the weight of all earlier steps at each step.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 import torch
 from torch import nn
 
-from benchmark.data import TensorLoader, experience_tensors
-from benchmark.errors import UsageError
-from strategies.base import FastTemplate, count_parameters
-from strategies.registry import Option, register_strategy
+from benchmark.core.errors import UsageError
+from benchmark.core.options import Option
+from benchmark.core.tensors import TensorLoader, experience_tensors, stored_tensors
+from strategies.base import FastTemplate, Phase, count_parameters, module_bytes, tensor_bytes
+from strategies.registry import register_strategy
 
-State = Dict[str, torch.Tensor]
+State = dict[str, torch.Tensor]
 SUMMATION_MODES = ("sum", "mean", "task-arithmetic")
 MODES = SUMMATION_MODES + ("nonessential",)
 IMPORTANCES = ("fisher", "magnitude")
 HEAD_PREFIX = "head."
-
-OPTIONS = (
-    Option("mode", str, "sum",
-           "how the source's body enters the target: theta_t + theta_s, their mean, "
-           "theta_t + lam (theta_s - theta_0), or the target's least important weights only",
-           choices=MODES),
-    Option("lam", float, 1.0, "scale of the task vector theta_s - theta_0 (mode=task-arithmetic)",
-           low=0.0),
-    Option("fraction", float, 0.3,
-           "fraction of each weight tensor overwritten by the source (mode=nonessential)",
-           low=0.0, high=1.0),
-    Option("importance", str, "magnitude",
-           "importance of the target's weights (mode=nonessential)", choices=IMPORTANCES),
-    Option("reestimate_norm", bool, True,
-           "re-estimate BatchNorm running statistics on the step's data after fusing"),
-)
-
 
 def fuse_summation(target: State, source: State, initial: State, mode: str,
                    lam: float = 1.0) -> State:
@@ -139,7 +124,7 @@ def fisher_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     mini-batches (model in eval mode; EWC's estimate). Keys are parameter names."""
     was_training = model.training
     model.eval()
-    params = {n: p for n, p in model.named_parameters()}
+    params = dict(model.named_parameters())
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     loader = TensorLoader(x, y, batch_size, shuffle=False)
     loss_fn = nn.CrossEntropyLoss()
@@ -178,41 +163,102 @@ def reestimate_norm_statistics(model: nn.Module, x: torch.Tensor, batch_size: in
     return len(norms)
 
 
-class WeightFusion(FastTemplate):
-    """Trains at the first step, then fuses each step's source into the target without SGD."""
+class SkipSingles:
+    """A loader's batches except a final one of a single sample (BatchNorm cannot take it in
+    train mode), unless the data is that one sample."""
 
-    def __init__(self, *, model, optimizer, source_provider, initial_state: Optional[State] = None,
-                 mode: str = "sum", lam: float = 1.0, fraction: float = 0.3,
-                 importance: str = "magnitude", reestimate_norm: bool = True, **kwargs):
-        if mode not in MODES:
-            raise UsageError(f"bad value {mode!r} for weight-fusion.mode: choose one of "
-                             f"{', '.join(MODES)}")
-        if importance not in IMPORTANCES:
-            raise UsageError(f"bad value {importance!r} for weight-fusion.importance: choose "
-                             "fisher or magnitude")
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        total = len(self.loader.y)
+        for batch in self.loader:
+            if len(batch[1]) > 1 or total == 1:
+                yield batch
+
+
+@register_strategy("weight-fusion", summary="non-iterative fusion of the source's weights into "
+                   "the target (summation or nonessential weights), no training after step 1",
+                   family="fusion", uses_source=True)
+class WeightFusion(FastTemplate):
+    """Trains at the first step, then fuses each step's source into the target without SGD.
+
+    A later step has one phase: with ``reestimate_norm``, one forward-only pass over the step's
+    data in train mode, which re-estimates the BatchNorm statistics of the fused network
+    (cumulative average); plugins see its iterations."""
+
+    OPTIONS = (
+        Option("mode", str, "sum",
+               "how the source's body enters the target: theta_t + theta_s, their mean, "
+               "theta_t + lam (theta_s - theta_0), or the target's least important weights only",
+               choices=MODES),
+        Option("lam", float, 1.0,
+               "scale of the task vector theta_s - theta_0 (mode=task-arithmetic)",
+               low=0.0),
+        Option("fraction", float, 0.3,
+               "fraction of each weight tensor overwritten by the source (mode=nonessential)",
+               low=0.0, high=1.0),
+        Option("importance", str, "magnitude",
+               "importance of the target's weights (mode=nonessential)", choices=IMPORTANCES),
+        Option("reestimate_norm", bool, True,
+               "re-estimate BatchNorm running statistics on the step's data after fusing"),
+    )
+
+    def __init__(self, *, model, source_provider=None, initial_state: Optional[State] = None,
+                 **kwargs):
+        super().__init__(model=model, **kwargs)
         if source_provider is None:
             raise UsageError("weight-fusion needs a source provider (the protocol's [source])")
-        if mode == "task-arithmetic" and initial_state is None:
+        if self.hp["mode"] == "task-arithmetic" and initial_state is None:
             raise UsageError("weight-fusion mode=task-arithmetic needs initial_state (theta_0)")
         if not hasattr(model, "head"):
             raise UsageError("weight-fusion needs a model with a linear `head` (a BlockNet)")
-        super().__init__(model=model, optimizer=optimizer, **kwargs)
         self.source_provider = source_provider
         self.initial_state = (None if initial_state is None else
                               {k: v.detach().clone() for k, v in initial_state.items()})
-        self.mode, self.lam, self.fraction = mode, lam, fraction
-        self.importance, self.reestimate_norm = importance, reestimate_norm
+        self.mode, self.lam, self.fraction = self.hp["mode"], self.hp["lam"], self.hp["fraction"]
+        self.importance = self.hp["importance"]
+        self.reestimate_norm = self.hp["reestimate_norm"]
         self.fisher: Optional[State] = None
         self.steps_done = 0
-        self._last: Dict = {}
+        self._last: dict = {}
 
-    def _train_exp(self, experience, eval_streams=None, **kwargs):
+    @classmethod
+    def context_kwargs(cls, ctx):
+        return {"source_provider": ctx.source_provider, "initial_state": ctx.initial_state}
+
+    def training_phases(self):
         if self.steps_done == 0:
-            super()._train_exp(experience, eval_streams, **kwargs)
+            yield from super().training_phases()
             self._last = {"mode": "train", "fraction_changed": None,
                           "trainable_parameters": count_parameters(self.model, True)}
-        else:
-            self._last = self.fuse(experience)
+            return
+        self._last = self.fuse(self.experience)
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not (self.reestimate_norm and norms):
+            self._last["norm_layers_reestimated"] = 0
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        self.model.train()
+        x, y, decode = stored_tensors(self.experience)
+        loader = self.tensor_loader(x.to(self.device), y.to(self.device), shuffle=False,
+                                    batch_size=self.eval_mb_size, decode=decode)
+        yield Phase("reestimate-norm", 1, SkipSingles(loader))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self._last["norm_layers_reestimated"] = len(norms)
+
+    def state_bytes(self) -> int:
+        """theta_0 for task arithmetic; the summed Fisher for Fisher importances."""
+        kept = module_bytes(None)
+        if self.mode == "task-arithmetic" and self.initial_state is not None:
+            kept += tensor_bytes(self.initial_state.values())
+        if self.fisher is not None:
+            kept += tensor_bytes(self.fisher.values())
+        return kept
 
     def _importance(self, target: State) -> State:
         names = [n for n, _ in self.model.named_parameters() if not n.startswith(HEAD_PREFIX)]
@@ -220,7 +266,7 @@ class WeightFusion(FastTemplate):
             return {n: target[n].abs() for n in names}
         return {n: self.fisher[n] for n in names}
 
-    def fuse(self, experience) -> Dict:
+    def fuse(self, experience) -> dict:
         """Fuses the source of ``experience`` into the model; returns the step's facts.
 
         The source is fetched first, with gradients enabled: the provider may train it."""
@@ -228,7 +274,7 @@ class WeightFusion(FastTemplate):
         with torch.no_grad():
             return self._fuse_state(experience, source)
 
-    def _fuse_state(self, experience, source: State) -> Dict:
+    def _fuse_state(self, experience, source: State) -> dict:
         new_classes = list(experience.classes_in_this_experience)
         target = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         body = {k: v for k, v in target.items() if not k.startswith(HEAD_PREFIX)}
@@ -239,10 +285,6 @@ class WeightFusion(FastTemplate):
         fused.update({k: v for k, v in target.items() if k.startswith(HEAD_PREFIX)})
         fused = take_head_rows(fused, source, new_classes)
         self.model.load_state_dict(fused)
-        layers = 0
-        if self.reestimate_norm:
-            x, _ = experience_tensors(experience)
-            layers = reestimate_norm_statistics(self.model, x.to(self.device), self.eval_mb_size)
         after = self.model.state_dict()
         params = [n for n, _ in self.model.named_parameters()]
         return {
@@ -250,7 +292,6 @@ class WeightFusion(FastTemplate):
             "fraction_changed": changed_fraction(target, after, params),
             "fraction_changed_body": changed_fraction(
                 target, after, [n for n in params if not n.startswith(HEAD_PREFIX)]),
-            "norm_layers_reestimated": layers,
             "trainable_parameters": 0,
         }
 
@@ -264,15 +305,5 @@ class WeightFusion(FastTemplate):
         self.steps_done += 1
         super()._after_training_exp(**kwargs)
 
-    def step_report(self) -> Dict:
+    def step_report(self) -> dict:
         return dict(self._last)
-
-
-@register_strategy("weight-fusion", summary="non-iterative fusion of the source's weights into "
-                   "the target (summation or nonessential weights), no training after step 1",
-                   options=OPTIONS, uses_source=True)
-def build_weight_fusion(model, ctx, mode, lam, fraction, importance, reestimate_norm):
-    return WeightFusion(model=model, optimizer=ctx.train.make_optimizer(model.parameters()),
-                        source_provider=ctx.source_provider, initial_state=ctx.initial_state,
-                        mode=mode, lam=lam, fraction=fraction, importance=importance,
-                        reestimate_norm=reestimate_norm, **ctx.template_kwargs())

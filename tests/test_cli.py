@@ -1,4 +1,4 @@
-"""The ``clonebench`` command: ``list``, and bad input (SPEC 8): exit 2, one line on stderr
+"""The ``clonebench`` command: ``list``, and bad input: exit 2, one line on stderr
 starting with ``clonebench: error:``, and nothing in the results folder touched."""
 import json
 import subprocess
@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import SMALL_ARGS, run_cli, snapshot
 
-from benchmark.streams import STREAMS
-from conftest import SMALL_ARGS, run_cli, snapshot
+from benchmark.data import STREAMS
 from strategies import STRATEGIES
 
 REPO = Path(__file__).resolve().parents[1]

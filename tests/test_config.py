@@ -1,8 +1,8 @@
 """Experiment files: the per-stream backbone override."""
 import pytest
 
-from benchmark.config import load_experiment
-from benchmark.errors import UsageError
+from benchmark.core.errors import UsageError
+from benchmark.run.plan import load_experiment
 
 
 def write(tmp_path, text):

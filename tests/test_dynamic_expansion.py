@@ -4,16 +4,16 @@ and the record on split-digits says which way each step went."""
 
 import pytest
 import torch
+from helpers import assert_metrics_in_range, state_hash
 from torch import nn
 
-from benchmark.config import Experiment
-from benchmark.errors import UsageError
-from benchmark.models import make_backbone
-from benchmark.runner import execute_run
-from benchmark.streams import get_stream
+from benchmark.core.errors import UsageError
+from benchmark.core.models import make_backbone
+from benchmark.data import get_stream
+from benchmark.run.plan import Experiment
+from benchmark.run.runner import execute_run
 from strategies import DynamicExpansion, StrategyContext, TrainSettings, get_strategy
 from strategies.dynamic_expansion import UNSEEN_LOGIT, batchnorm_to_groupnorm
-from conftest import assert_metrics_in_range, state_hash
 
 SETTINGS = TrainSettings(epochs=1, batch_size=32, lr=0.01)
 
@@ -112,12 +112,12 @@ def test_no_batchnorm_and_logits_over_all_classes(stream):
 def test_groupnorm_conversion_keeps_the_affine_values():
     block = make_backbone("mlp", 10, (64,), seed=0).blocks[0]
     with torch.no_grad():
-        block[2].weight.uniform_(0.5, 1.5)
-        block[2].bias.uniform_(-1, 1)
-    weight, bias = block[2].weight.clone(), block[2].bias.clone()
+        block[1].weight.uniform_(0.5, 1.5)
+        block[1].bias.uniform_(-1, 1)
+    weight, bias = block[1].weight.clone(), block[1].bias.clone()
     batchnorm_to_groupnorm(block)
-    assert isinstance(block[2], nn.GroupNorm)
-    assert torch.equal(block[2].weight, weight) and torch.equal(block[2].bias, bias)
+    assert isinstance(block[1], nn.GroupNorm)
+    assert torch.equal(block[1].weight, weight) and torch.equal(block[1].bias, bias)
 
 
 @pytest.mark.parametrize("measure, threshold, expected", [

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.claims import CLAIMS, EMPTY_GRACE_SECONDS, Claims, Owner, process_start
 from benchmark.cli import main
-from benchmark.config import Experiment
-from benchmark.grid import RunQueue, failed_record
-from benchmark.store import TMP_PREFIX, ResultsStore, read_record
+from benchmark.run.claims import CLAIMS, EMPTY_GRACE_SECONDS, Claims, Owner, process_start
+from benchmark.run.plan import Experiment
+from benchmark.run.queue import RunQueue, failed_record
+from benchmark.run.store import TMP_PREFIX, ResultsStore, read_record
 
 HOST = socket.gethostname()
 GRID_SEEDS = [0, 1, 2, 3, 4, 5]
@@ -240,7 +240,7 @@ def test_two_drivers_on_one_folder_record_each_run_once(tmp_path):
     out = tmp_path / "grid"
     drivers = [driver(out), driver(out)]
     outputs = [d.communicate(timeout=DRIVER_TIMEOUT) for d in drivers]
-    for d, (stdout, stderr) in zip(drivers, outputs):
+    for d, (_, stderr) in zip(drivers, outputs):
         assert d.returncode == 0, stderr
     done = [int(re.search(r"(\d+) done", stdout).group(1)) for stdout, _ in outputs]
     assert sum(done) == len(GRID_SEEDS), outputs  # no run computed twice

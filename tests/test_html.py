@@ -9,9 +9,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
-from benchmark import report, screenshot
 from test_report import make_record, several_stream_records, write_records
+
+from benchmark.cli import main as cli_main
+from benchmark.report import build, formats, screenshot, tables
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
@@ -43,7 +44,7 @@ def built(tmp_path_factory):
                                error="RuntimeError: <script>alert(1)</script> & co"))
     write_records(root, records)
     (root / "experiment.json").write_text(json.dumps({"name": "html-test", "seeds": [0, 1]}))
-    report.build_report(root, quiet=True)
+    build.build_report(root, quiet=True)
     return root
 
 
@@ -95,9 +96,9 @@ def test_report_content(built):
 
 
 def test_best_value_marked_per_column(built):
-    summary = report.summary_table(report.runs_table(
+    summary = tables.summary_table(tables.runs_table(
         [json.loads(p.read_text()) for p in (built / "runs").glob("*.json")]))
-    mask = report.best_mask(summary)
+    mask = formats.best_mask(summary)
     a = summary[summary["stream"] == "a"].set_index("label")
     best_rows = summary.loc[mask["final_accuracy"] & (summary["stream"] == "a"), "label"]
     assert list(best_rows) == ["pnc"]  # joint (0.97) is higher but is the reference
@@ -111,7 +112,7 @@ def test_best_value_marked_per_column(built):
 
 def test_screenshot_reports_missing_chromium(built, monkeypatch, capsys):
     monkeypatch.setattr(screenshot, "CHROMIUM", Path("/nonexistent/chromium"))
-    assert screenshot.main([str(built)]) == 2
+    assert cli_main(["screenshot", str(built)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "chromium" in err
 
@@ -120,7 +121,7 @@ def test_screenshot_reports_missing_chromium(built, monkeypatch, capsys):
 @pytest.mark.slow
 def test_screenshot_of_the_report_is_not_blank(built, tmp_path):
     out = tmp_path / "shot.png"
-    done = subprocess.run([sys.executable, "-m", "benchmark.screenshot", str(built),
+    done = subprocess.run([sys.executable, "-m", "benchmark", "screenshot", str(built),
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert out.exists() and (tmp_path / "shot-figures.png").exists()
@@ -134,10 +135,11 @@ def test_screenshot_detects_blank_pages_and_blank_figures(built, tmp_path):
     blank = tmp_path / "blank"
     blank.mkdir()
     (blank / "report.html").write_text("<!DOCTYPE html><html><head></head><body></body></html>")
-    assert screenshot.main([str(blank), "--out", str(tmp_path / "b.png")]) == 1
+    assert cli_main(["screenshot", str(blank), "--out", str(tmp_path / "b.png")]) == 1
+
+    import io
 
     from PIL import Image
-    import io
 
     white = io.BytesIO()
     Image.new("RGB", (600, 400), "white").save(white, format="PNG")
@@ -150,4 +152,4 @@ def test_screenshot_detects_blank_pages_and_blank_figures(built, tmp_path):
     whitened = tmp_path / "white"
     whitened.mkdir()
     (whitened / "report.html").write_text(page, encoding="utf-8")
-    assert screenshot.main([str(whitened), "--out", str(tmp_path / "w.png")]) == 1
+    assert cli_main(["screenshot", str(whitened), "--out", str(tmp_path / "w.png")]) == 1

@@ -4,10 +4,10 @@ import pytest
 import torch
 from avalanche.training.plugins import SupervisedPlugin
 
-from benchmark.config import Experiment
-from benchmark.models import make_backbone
-from benchmark.runner import execute_run
-from benchmark.streams import get_stream
+from benchmark.core.models import make_backbone
+from benchmark.data import get_stream
+from benchmark.run.plan import Experiment
+from benchmark.run.runner import execute_run
 from strategies import Joint, StrategyContext, TrainSettings, get_strategy
 
 SETTINGS = TrainSettings(epochs=1, batch_size=32, lr=0.01)

@@ -1,9 +1,9 @@
-"""SPEC 5 metrics against matrices and counts computed by hand (expected values are literals)."""
+"""Metrics (docs/design.md, "Metrics") against hand-computed matrices and counts."""
 import numpy as np
 import pytest
 
-from benchmark import metrics
-from benchmark.store import METRIC_NAMES
+from benchmark.core import metrics
+from benchmark.run.store import METRIC_NAMES
 
 # a[k][j]: accuracy on experience j after step k (0-based). a[1][0] = 0.95 > a[0][0] = 0.90:
 # the best accuracy on experience 0 is reached after step 0, so forgetting and -BWT differ.

@@ -1,4 +1,4 @@
-"""``python -m benchmark.perf``: runs end to end, prints the table and ratios (speed itself is
+"""``clonebench perf``: runs end to end, prints the table and ratios (speed itself is
 not asserted: the command prints figures, tests check that they are well formed)."""
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import re
 import pytest
 import torch
 
-from benchmark import perf
+from benchmark.cli import main as cli_main
+from benchmark.perf import speed as perf
+from benchmark.perf import workloads
 
 
 def run_perf(args):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = perf.main([str(a) for a in args])
+        code = cli_main(["perf", *[str(a) for a in args]])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -77,7 +79,7 @@ def test_perf_both_workloads_with_another_strategy():
 
 
 def test_synthetic_cifar100_shapes():
-    data = perf.synthetic_cifar100(images_per_experience=7)
+    data = workloads.synthetic_cifar100(images_per_experience=7)
     assert data.num_classes == 100 and data.n_steps == 10 and data.input_shape == (3, 32, 32)
     for (x, y), classes in zip(data.train, data.classes_per_step):
         assert x.shape == (7, 3, 32, 32) and set(y.tolist()) <= set(classes)
@@ -86,8 +88,8 @@ def test_synthetic_cifar100_shapes():
 def test_ratios_and_images():
     assert perf.ratios({"plain": 2.0, "suite": 2.5, "avalanche": 10.0}) == {
         "suite/plain": 1.25, "avalanche/plain": 5.0}
-    data = perf.synthetic_cifar100(images_per_experience=33)
-    work = perf.Workload("w", data, "mlp", epochs=2, batch_size=32, lr=0.1)
+    data = workloads.synthetic_cifar100(images_per_experience=33)
+    work = workloads.Workload("w", data, "mlp", epochs=2, batch_size=32, lr=0.1)
     assert work.images() == 10 * 32 * 2  # a final batch of one sample is skipped
 
 

@@ -1,17 +1,17 @@
-"""PNC's bitwise invariants (SPEC 4.1): the target never changes, modules stack and each can be
+"""PNC's bitwise invariants: the target never changes, modules stack and each can be
 removed, and with every module removed the network is the original target."""
 import copy
 
 import pytest
 import torch
+from helpers import state_hash
 
-from benchmark.config import Experiment
-from benchmark.models import make_backbone
-from benchmark.runner import execute_run
-from benchmark.streams import get_stream
+from benchmark.core.models import make_backbone
+from benchmark.data import get_stream
+from benchmark.run.plan import Experiment
+from benchmark.run.runner import execute_run
 from strategies import PNC, StrategyContext, TrainSettings, get_strategy
 from strategies.pnc import ClonedNetwork, boundary_features
-from conftest import state_hash
 
 SETTINGS = TrainSettings(epochs=2, batch_size=32, lr=0.01)
 FAST = dict(gate_epochs=1, insert_epochs=1)
@@ -19,7 +19,7 @@ FAST = dict(gate_epochs=1, insert_epochs=1)
 
 def expert_provider(stream, seed):
     """Experts trained on each experience from theta_0, as the suite's provider does."""
-    from benchmark.protocol import fit
+    from benchmark.core.training import fit
 
     def provide(experience):
         model = make_backbone("mlp", 10, (64,), seed=seed)
@@ -186,7 +186,7 @@ def test_other_routings_keep_the_target_intact(routing):
 
 
 def test_bad_pnc_options_are_refused():
-    from benchmark.errors import UsageError
+    from benchmark.core.errors import UsageError
 
     spec = get_strategy("pnc")
     with pytest.raises(UsageError, match="routing"):

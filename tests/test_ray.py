@@ -1,6 +1,7 @@
 """The Ray backend, on a real local Ray instance started once for this module."""
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sys
@@ -9,10 +10,11 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.config import Experiment
-from benchmark.errors import UsageError
-from benchmark.grid import RunQueue, run_experiment
-from benchmark.store import ResultsStore
+from benchmark.core.errors import UsageError
+from benchmark.run.grid import run_experiment
+from benchmark.run.plan import ExecOptions, Experiment
+from benchmark.run.queue import RunQueue
+from benchmark.run.store import ResultsStore
 
 # Fields that legitimately differ between two executions of the same run: when and where it
 # ran, and what it cost in time and memory (the source block holds its times and cache hits).
@@ -38,20 +40,51 @@ def records_by_key(out) -> dict:
 
 @pytest.fixture(scope="module")
 def ray_session():
-    from benchmark.ray_backend import RaySession
+    from benchmark.run.ray_backend import RaySession
 
     with RaySession() as session:
         yield session
 
 
-@pytest.fixture
-def kill_marker(tmp_path, monkeypatch):
-    """Arms the test-only fault injection: worker attempts are counted in this folder."""
-    from benchmark.ray_backend import KILL_ENV
+def dying_worker(folder: str, times: int, original):
+    """A task body that records each attempt as ``folder/attempt-<i>`` and kills its own worker
+    process for attempts i <= ``times``, then runs ``original``."""
+    def run(cfg, exec_options):
+        os.makedirs(folder, exist_ok=True)
+        attempt = 1
+        while True:
+            try:
+                os.close(os.open(os.path.join(folder, f"attempt-{attempt}"),
+                                 os.O_CREAT | os.O_EXCL))
+                break
+            except FileExistsError:
+                attempt += 1
+        if attempt <= times:
+            os._exit(1)
+        return original(cfg, exec_options)
 
+    return run
+
+
+@pytest.fixture
+def kill_worker(tmp_path, monkeypatch):
+    """Replaces the Ray task body by one whose worker dies on its first ``times`` attempts
+    (this module is shipped to the workers by value); returns the folder counting attempts."""
+    import ray.cloudpickle
+
+    from benchmark.run import ray_backend
+
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)
     folder = tmp_path / "attempts"
-    monkeypatch.setenv(KILL_ENV, str(folder))
-    return folder
+
+    def arm(times: int = 1):
+        monkeypatch.setattr(ray_backend, "run_on_worker",
+                            dying_worker(str(folder), times, ray_backend.run_on_worker))
+        return folder
+
+    yield arm
+    ray.cloudpickle.unregister_pickle_by_value(module)
 
 
 def test_missing_ray_is_one_usage_line(tmp_path, monkeypatch, capsys):
@@ -66,7 +99,7 @@ def test_missing_ray_is_one_usage_line(tmp_path, monkeypatch, capsys):
 
 
 def test_unreachable_or_malformed_address_is_a_usage_error():
-    from benchmark.ray_backend import _check_reachable
+    from benchmark.run.ray_backend import _check_reachable
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -80,21 +113,21 @@ def test_unreachable_or_malformed_address_is_a_usage_error():
 @pytest.mark.ray
 def test_ray_records_equal_local_records_and_arrive_one_by_one(ray_session, tmp_path,
                                                                monkeypatch):
-    from benchmark.ray_backend import ray_backend
+    from benchmark.run.ray_backend import ray_backend
 
     exp = tiny_experiment()
     threads = torch.get_num_threads()
-    monkeypatch.setenv("CLONEBENCH_THREADS", str(CPUS_PER_RUN))  # same threads as the Ray runs
+    same = ExecOptions(threads=CPUS_PER_RUN)  # the Ray runs use as many threads as CPUs
     try:
-        run_experiment(exp, tmp_path / "local", quiet=True, build_report=False)
+        run_experiment(exp, tmp_path / "local", same, quiet=True, build_report=False)
     finally:
         torch.set_num_threads(threads)
 
     queue = RunQueue(exp.run_configs())
     store = ResultsStore(tmp_path / "ray")
     pending_at_first_record = None
-    for record in ray_backend(queue, {"ray_session": ray_session,
-                                      "cpus_per_run": CPUS_PER_RUN}):
+    for record in ray_backend(queue, ExecOptions(), {"session": ray_session,
+                                                     "cpus_per_run": CPUS_PER_RUN}):
         if pending_at_first_record is None:
             pending_at_first_record = len(queue.pending)
         store.write(record)
@@ -127,7 +160,8 @@ def test_cli_ray_backend_records_diverged_runs_as_failed(ray_session, tmp_path, 
 
 
 @pytest.mark.ray
-def test_run_whose_worker_dies_once_is_retried(ray_session, tmp_path, kill_marker):
+def test_run_whose_worker_dies_once_is_retried(ray_session, tmp_path, kill_worker):
+    kill_marker = kill_worker(times=1)
     counts = run_experiment(tiny_experiment(seeds=[0]), tmp_path / "out", backend="ray",
                             quiet=True, build_report=False)
     assert counts["ok"] == 1 and counts["failed"] == 0
@@ -138,14 +172,13 @@ def test_run_whose_worker_dies_once_is_retried(ray_session, tmp_path, kill_marke
 
 @pytest.mark.ray
 def test_run_whose_worker_keeps_dying_fails_and_the_grid_goes_on(ray_session, tmp_path,
-                                                                  kill_marker, monkeypatch):
-    from benchmark.ray_backend import KILL_TIMES_ENV
-
-    monkeypatch.setenv(KILL_TIMES_ENV, "2")
+                                                                  kill_worker):
+    kill_marker = kill_worker(times=2)
     exp = tiny_experiment()
     first, second = exp.run_configs()
     counts = run_experiment(exp, tmp_path / "out", backend="ray", quiet=True,
-                            build_report=False, max_retries=1, cpus_per_run=CPUS_PER_RUN)
+                            build_report=False,
+                            backend_options={"max_retries": 1, "cpus_per_run": CPUS_PER_RUN})
     assert counts["ok"] == 1 and counts["failed"] == 1
     assert len(list(kill_marker.iterdir())) == 3  # 2 attempts of the first run, 1 of the second
     records = records_by_key(tmp_path / "out")
@@ -169,5 +202,5 @@ def test_cuda_on_a_cluster_without_gpu_is_a_usage_error(ray_session, tmp_path):
 def test_more_cpus_per_run_than_any_node_has_is_a_usage_error(ray_session, tmp_path):
     with pytest.raises(UsageError, match="largest node of the Ray cluster has"):
         run_experiment(tiny_experiment(), tmp_path / "out", backend="ray", quiet=True,
-                       cpus_per_run=1000)
+                       backend_options={"cpus_per_run": 1000})
     assert not (tmp_path / "out").exists()

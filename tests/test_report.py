@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from benchmark import report
 from benchmark.cli import main
-from benchmark.store import SCHEMA
+from benchmark.report import build, comparisons, formats, tables
+from benchmark.run.store import SCHEMA
 
 # Student-t quantiles t_{0.975, df} from a printed table (independent of scipy).
 T975 = {1: 12.706204736, 2: 4.302652730, 3: 3.182446305}
@@ -76,7 +76,7 @@ def one_stream(tmp_path_factory):
         make_record("s", "joint", 0, final=0.9, forgetting=0.05, locality=0.9),
     ]
     write_records(root, records)
-    report.build_report(root, quiet=True)
+    build.build_report(root, quiet=True)
     return root
 
 
@@ -125,7 +125,7 @@ def test_runs_table_has_every_run_and_metric(one_stream):
     assert len(runs) == 5
     failed = runs[runs["status"] == "failed"]
     assert list(failed["error"]) == ["diverged: loss is nan"]
-    for m in report.METRIC_NAMES:
+    for m in tables.METRIC_NAMES:
         assert m in runs.columns
     ok = runs[(runs["strategy"] == "finetune") & (runs["status"] == "ok")].sort_values("seed")
     assert list(ok["final_accuracy"]) == pytest.approx([0.6, 0.7, 0.8])
@@ -136,7 +136,7 @@ def test_runs_table_has_every_run_and_metric(one_stream):
 def test_runs_table_keeps_extra_metrics():
     rec = make_record("s", "pnc", 0)
     rec["metrics"]["kept_channel_fraction"] = 0.25
-    runs = report.runs_table([rec, make_record("s", "ewc", 0)])
+    runs = tables.runs_table([rec, make_record("s", "ewc", 0)])
     assert "kept_channel_fraction" in runs.columns
     assert runs.set_index("strategy").loc["pnc", "kept_channel_fraction"] == 0.25
     assert math.isnan(runs.set_index("strategy").loc["ewc", "kept_channel_fraction"])
@@ -145,8 +145,8 @@ def test_runs_table_keeps_extra_metrics():
 def test_markdown_and_latex_mark_reference_and_best():
     records = [make_record("s", name, seed, final=f + 0.01 * seed, forgetting=0.2)
                for name, f in (("ewc", 0.6), ("lwf", 0.7), ("joint", 0.9)) for seed in (0, 1)]
-    summary = report.summary_table(report.runs_table(records))
-    md = report.summary_markdown(summary)
+    summary = tables.summary_table(tables.runs_table(records))
+    md = formats.summary_markdown(summary)
     rows = [line for line in md.splitlines() if line.startswith("| s ")]
     assert "joint (upper bound)" in rows[0]
     lwf = next(r for r in rows if "| lwf" in r)
@@ -155,15 +155,15 @@ def test_markdown_and_latex_mark_reference_and_best():
     assert "60.5 ± " in ewc and "**60.5" not in ewc
     # forgetting ties between the rivals: nobody marked
     assert "**20.0" not in md
-    tex = report.summary_latex(summary)
+    tex = formats.summary_latex(summary)
     assert "\\toprule" in tex and "joint (upper bound)" in tex and "\\textbf{70.5 $\\pm$" in tex
 
 
 def test_format_cell():
-    assert report.format_cell(0.7, 0.6, 0.8, "fraction") == "70.0 ± 10.0"
-    assert report.format_cell(0.7, float("nan"), float("nan"), "fraction") == "70.0"
-    assert report.format_cell(float("nan"), 0, 0, "fraction") == "—"
-    assert report.format_cell(26634, 26634, 26634, "count") == "26,634"
+    assert formats.format_cell(0.7, 0.6, 0.8, "fraction") == "70.0 ± 10.0"
+    assert formats.format_cell(0.7, float("nan"), float("nan"), "fraction") == "70.0"
+    assert formats.format_cell(float("nan"), 0, 0, "fraction") == "—"
+    assert formats.format_cell(26634, 26634, 26634, "count") == "26,634"
 
 
 def paired_records():
@@ -182,7 +182,7 @@ def paired_records():
 
 def test_paired_tests_against_pnc():
     recs, v = paired_records()
-    tests = report.paired_tests(report.runs_table(recs), metrics=["final_accuracy"])
+    tests = comparisons.paired_tests(tables.runs_table(recs), metrics=["final_accuracy"])
     by = tests.set_index("strategy")
     d = np.subtract(v["pnc"], v["ewc"])
     ewc = by.loc["ewc"]
@@ -209,18 +209,18 @@ def test_paired_tests_against_pnc():
 def test_reference_is_not_a_rival():
     recs, _ = paired_records()
     recs += [make_record("s", "joint", i, final=0.95) for i in range(4)]
-    runs = report.runs_table(recs)
-    assert "joint" not in set(report.paired_tests(runs)["strategy"])
-    claim = report.claim_table(runs).iloc[0]
+    runs = tables.runs_table(recs)
+    assert "joint" not in set(comparisons.paired_tests(runs)["strategy"])
+    claim = comparisons.claim_table(runs).iloc[0]
     assert claim["best_parameter_tuning"] == "lwf"  # joint (0.95) is never a candidate
     assert "joint" not in claim["candidates"]
-    unknown = report.runs_table([make_record("s", "mystery", 0)])
+    unknown = tables.runs_table([make_record("s", "mystery", 0)])
     assert not unknown["reference"].iloc[0]  # unknown names are rivals
 
 
 def test_claim_check_by_hand():
     recs, v = paired_records()
-    claim = report.claim_table(report.runs_table(recs)).iloc[0]
+    claim = comparisons.claim_table(tables.runs_table(recs)).iloc[0]
     # best parameter-tuning method by mean A_T: ewc 0.735, lwf 0.797, finetune 0.5 -> lwf
     assert claim["best_parameter_tuning"] == "lwf" and claim["n_pairs"] == 3
     d = 100 * np.subtract(v["pnc"][:3], v["lwf"])
@@ -240,12 +240,13 @@ def test_claim_check_by_hand():
 
 
 def test_claim_verdicts():
-    assert report.claim_verdict(1.0, 9.0, 5.0, "").startswith("supported: the interval contains")
-    assert report.claim_verdict(6.0, 9.0, 5.0, "").startswith("supported: the gain exceeds")
-    assert report.claim_verdict(0.5, 2.0, 5.0, "").startswith("partly supported")
-    assert report.claim_verdict(-1.0, 2.0, 5.0, "").startswith("not supported")
-    assert report.claim_verdict(-3.0, -1.0, 5.0, "").startswith("contradicted")
-    assert report.claim_verdict(float("nan"), 2.0, 5.0, "") == "undefined"
+    verdict = comparisons.claim_verdict(1.0, 9.0, 5.0, "")
+    assert verdict.startswith("supported: the interval contains")
+    assert comparisons.claim_verdict(6.0, 9.0, 5.0, "").startswith("supported: the gain exceeds")
+    assert comparisons.claim_verdict(0.5, 2.0, 5.0, "").startswith("partly supported")
+    assert comparisons.claim_verdict(-1.0, 2.0, 5.0, "").startswith("not supported")
+    assert comparisons.claim_verdict(-3.0, -1.0, 5.0, "").startswith("contradicted")
+    assert comparisons.claim_verdict(float("nan"), 2.0, 5.0, "") == "undefined"
 
 
 def test_without_pnc_everything_is_undefined_not_zero(one_stream):
@@ -262,9 +263,9 @@ def test_without_pnc_everything_is_undefined_not_zero(one_stream):
 def test_variants_get_their_own_labels():
     recs = [make_record("s", "ewc", i, hparams={"ewc_lambda": lam})
             for lam in (10.0, 100.0) for i in range(2)]
-    runs = report.runs_table(recs)
+    runs = tables.runs_table(recs)
     assert set(runs["label"]) == {"ewc[ewc_lambda=10.0]", "ewc[ewc_lambda=100.0]"}
-    assert len(report.summary_table(runs)) == 2
+    assert len(tables.summary_table(runs)) == 2
 
 
 def several_stream_records():
@@ -278,7 +279,7 @@ def several_stream_records():
 
 def test_several_streams_friedman_and_ranks(tmp_path):
     write_records(tmp_path, several_stream_records())
-    report.build_report(tmp_path, quiet=True)
+    build.build_report(tmp_path, quiet=True)
     tests = read_table(tmp_path, "tests.csv")
     fr = tests[(tests["test"] == "friedman") & (tests["metric"] == "final_accuracy")].iloc[0]
     # ranks (1 = best) per stream: a: pnc 1, lwf 2, ewc 3; b: pnc 1, ewc 2, lwf 3;
@@ -308,7 +309,7 @@ def test_single_stream_has_no_friedman(one_stream):
 
 def test_steps_table():
     rec = make_record("s", "ewc", 0, final=0.6, forgetting=0.3, locality=0.7)
-    steps = report.steps_table([rec])
+    steps = tables.steps_table([rec])
     assert list(steps["accuracy"]) == pytest.approx([1.0, 0.6])
     assert math.isnan(steps["locality"].iloc[0]) and steps["locality"].iloc[1] == 0.7
     assert steps["old_accuracy"].iloc[1] == pytest.approx(0.7)
@@ -338,6 +339,6 @@ def test_record_missing_a_field_is_named(tmp_path, capsys):
 
 def test_empty_results_folder_gives_an_empty_report(tmp_path):
     (tmp_path / "runs").mkdir()
-    path = report.build_report(tmp_path, quiet=True)
+    path = build.build_report(tmp_path, quiet=True)
     assert path == tmp_path / "report.html" and path.exists()
     assert read_table(tmp_path, "runs.csv").empty

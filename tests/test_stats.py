@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from benchmark import stats
+from benchmark.report import stats
 
 
 def test_t_interval_by_hand():

@@ -1,13 +1,13 @@
-"""The results store: atomic writes, stale temp files, record validation (SPEC 6)."""
+"""The results store: atomic writes, stale temp files, record validation."""
 import copy
 import json
 import os
 
 import pytest
 
-from benchmark import store as store_mod
-from benchmark.errors import RecordError, UsageError
-from benchmark.store import SCHEMA, ResultsStore, atomic_write, read_record, validate_record
+from benchmark.core.errors import RecordError, UsageError
+from benchmark.run import store as store_mod
+from benchmark.run.store import SCHEMA, ResultsStore, atomic_write, read_record, validate_record
 
 METRICS = {"final_accuracy": 0.5, "final_accuracy_weighted": 0.5,
            "average_incremental_accuracy": 0.7, "forgetting": 0.4, "bwt": -0.4, "locality": 0.6,

@@ -1,10 +1,10 @@
-"""``split-digits``: the embedded default stream (SPEC 2)."""
+"""``split-digits``: the embedded default stream."""
 import pytest
 import torch
 
-from benchmark.errors import UsageError
-from benchmark.streams import get_stream
-from benchmark.streams.digits import build_split_digits
+from benchmark.core.errors import UsageError
+from benchmark.data import get_stream
+from benchmark.data.digits import build_split_digits
 
 N_IMAGES = 1797  # scikit-learn's bundled digits
 N_TEST = 360  # stratified 20% test split: ceil(0.2 * 1797)

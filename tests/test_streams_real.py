@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.augment import CropFlip, black_fill, random_crop_flip
 from benchmark.cli import main as cli_main
-from benchmark.config import Experiment
-from benchmark.data import TensorLoader
-from benchmark.errors import UsageError
-from benchmark.runner import execute_run
-from benchmark.streams import class_order, get_stream, split_classes
-from benchmark.streams.files import resolve_data_root
-from benchmark.streams.mnist import IDX_FILES, parse_idx
+from benchmark.core.errors import UsageError
+from benchmark.core.tensors import TensorLoader
+from benchmark.data import class_order, get_stream, split_classes
+from benchmark.data.augment import CropFlip, black_fill, random_crop_flip
+from benchmark.data.files import resolve_data_root
+from benchmark.data.mnist import IDX_FILES, parse_idx
+from benchmark.run.plan import ExecOptions, Experiment
+from benchmark.run.runner import execute_run
 
 MNIST_SIZE = 8  # tiny images: the loaders take the size from the files
 
@@ -151,7 +151,7 @@ def one_epoch_record(stream: str, root: Path, **stream_options) -> dict:
                      train={"epochs": 1},
                      stream_options={stream: stream_options} if stream_options else {})
     (cfg,) = exp.run_configs()
-    return execute_run(cfg, data_root=str(root))
+    return execute_run(cfg, ExecOptions(data_root=str(root)))
 
 
 def check_stream(data, num_classes: int, n_steps: int, input_shape):

@@ -1,8 +1,13 @@
-"""``python -m benchmark.sweep``: the grid it expands and the table it prints."""
+"""``clonebench tune``: the grid it expands and the table it prints."""
 import pytest
 
-from benchmark.errors import UsageError
-from benchmark.sweep import main, parse_grid
+from benchmark.cli import main as cli_main
+from benchmark.core.errors import UsageError
+from benchmark.tune.sweep import parse_grid
+
+
+def main(args):
+    return cli_main(["tune", *args])
 
 
 def test_parse_grid_expands_every_combination():
@@ -25,4 +30,4 @@ def test_sweep_prints_one_row_per_combination(capsys):
 
 def test_sweep_refuses_a_bad_option_value(capsys):
     assert main(["--strategy", "lwf", "--grid", "alpha=-1", "--seeds", "100"]) == 2
-    assert capsys.readouterr().err.startswith("sweep: error: bad value")
+    assert capsys.readouterr().err.startswith("clonebench: error: bad value")

@@ -4,13 +4,13 @@ import copy
 
 import pytest
 import torch
+from helpers import assert_metrics_in_range
 
-from benchmark.config import Experiment
-from benchmark.models import make_backbone
-from benchmark.runner import execute_run
-from benchmark.streams import get_stream
+from benchmark.core.models import make_backbone
+from benchmark.data import get_stream
+from benchmark.run.plan import Experiment
+from benchmark.run.runner import execute_run
 from strategies import StrategyContext, TrainSettings, WeightFusion, get_strategy
-from conftest import assert_metrics_in_range
 from strategies.weight_fusion import (
     changed_fraction,
     fuse_nonessential,
@@ -45,7 +45,7 @@ def test_task_arithmetic_with_zero_lambda_is_the_target_bitwise():
     assert fused.keys() == target.keys()
     assert_states_equal(fused, target)
     moved = fuse_summation(target, source, theta0, "task-arithmetic", lam=0.5)
-    assert not torch.equal(moved["blocks.0.1.weight"], target["blocks.0.1.weight"])
+    assert not torch.equal(moved["blocks.0.0.weight"], target["blocks.0.0.weight"])
 
 
 def test_mean_of_a_model_with_itself_is_the_identity():
@@ -59,7 +59,7 @@ def test_sum_and_mean_follow_their_definitions():
     w = "blocks.1.0.weight"
     assert torch.equal(fuse_summation(target, source, {}, "sum")[w], target[w] + source[w])
     assert torch.equal(fuse_summation(target, source, {}, "mean")[w], (target[w] + source[w]) / 2)
-    steps = "blocks.0.2.num_batches_tracked"
+    steps = "blocks.0.1.num_batches_tracked"
     assert torch.equal(fuse_summation(target, source, {}, "sum")[steps], target[steps])
 
 
@@ -90,9 +90,9 @@ def test_reestimated_statistics_are_those_of_the_data():
     model = make_backbone("mlp", 10, (64,), seed=0)
     x = torch.rand(300, 64, generator=torch.Generator().manual_seed(3))
     assert reestimate_norm_statistics(model, x, batch_size=512) == 2
-    bn = model.blocks[0][2]
+    bn = model.blocks[0][1]
     with torch.no_grad():
-        h = model.blocks[0][1](model.blocks[0][0](x))
+        h = model.blocks[0][0](model.stem(x))
     assert torch.allclose(bn.running_mean, h.mean(dim=0), atol=1e-5)
     assert torch.allclose(bn.running_var, h.var(dim=0, unbiased=True), rtol=1e-4, atol=1e-6)
     assert bn.momentum == 0.1
@@ -171,7 +171,9 @@ def test_only_the_first_step_trains():
     epochs, original = [], strategy.training_epoch
 
     def counting_epoch(**kwargs):
-        epochs.append(strategy.experience.current_experience)
+        phase = strategy._phase
+        epochs.append((strategy.experience.current_experience, phase.name,
+                       phase.optimizer is not None))
         original(**kwargs)
 
     strategy.training_epoch = counting_epoch
@@ -179,13 +181,16 @@ def test_only_the_first_step_trains():
     for exp in data.train_experiences()[:3]:
         strategy.train(exp, eval_streams=[])
         states.append({k: v.clone() for k, v in model.state_dict().items()})
-    assert epochs == [0, 0]
+    # two training epochs at step 1; later steps only re-estimate BatchNorm statistics
+    # (one forward-only pass through the template's loop, no optimizer)
+    assert epochs == [(0, "train", True), (0, "train", True),
+                      (1, "reestimate-norm", False), (2, "reestimate-norm", False)]
     assert [s["mode"] for s in strategy.step_reports] == ["train", "sum", "sum"]
-    assert not torch.equal(states[1]["blocks.0.1.weight"], states[0]["blocks.0.1.weight"])
+    assert not torch.equal(states[1]["blocks.0.0.weight"], states[0]["blocks.0.0.weight"])
 
 
 def test_weight_fusion_needs_a_source():
-    from benchmark.errors import UsageError
+    from benchmark.core.errors import UsageError
 
     model = make_backbone("mlp", 10, (64,), seed=0)
     ctx = StrategyContext(device=torch.device("cpu"), train=SETTINGS, seed=0, num_classes=10)

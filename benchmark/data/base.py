@@ -1,0 +1,119 @@
+"""What a stream is: class-incremental experiences as tensors.
+
+A stream is a sequence of experiences e_1..e_T with disjoint class sets. Each experience has a
+train and a test split, held as tensors (``x`` in its stored form, ``y`` int64 with the data
+set's original labels) plus ``decode``, which turns stored inputs into model inputs batch by
+batch (see ``benchmark.core.tensors``). The class order is a permutation decided by the seed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from benchmark.core.errors import UsageError
+from benchmark.core.tensors import TensorExperience
+
+
+@dataclass
+class StreamData:
+    """A built stream: per-step tensors and what a run needs to know about them."""
+
+    name: str
+    seed: int
+    num_classes: int
+    input_shape: tuple[int, ...]
+    backbone: str
+    classes_per_step: list[list[int]]
+    train: list[tuple[torch.Tensor, torch.Tensor]]
+    test: list[tuple[torch.Tensor, torch.Tensor]]
+    options: dict[str, Any] = field(default_factory=dict)
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
+    decode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.classes_per_step)
+
+    def to(self, device: torch.device, max_fraction: float = 0.5) -> StreamData:
+        """Places the stream's tensors for training on ``device`` (the fast path).
+
+        Test sets always move to ``device``. Train sets move too when the whole stream takes at
+        most ``max_fraction`` of the GPU's free memory (always, for a CPU device); otherwise
+        they stay in host memory and each experience is copied to the device when it is trained
+        on (``FastTemplate`` and the expert ``fit`` call ``.to(device)`` on its tensors), so
+        only one experience's training data is on the GPU at a time.
+        """
+        device = torch.device(device)
+        keep_train_on_host = False
+        if device.type == "cuda":
+            pairs = self.train + self.test
+            need = sum(t.element_size() * t.nelement() for pair in pairs for t in pair)
+            free, _ = torch.cuda.mem_get_info(device if device.index is not None else None)
+            keep_train_on_host = need > max_fraction * free
+        if not keep_train_on_host:
+            self.train = [(x.to(device), y.to(device)) for x, y in self.train]
+        self.test = [(x.to(device), y.to(device)) for x, y in self.test]
+        return self
+
+    def train_experiences(self) -> list[TensorExperience]:
+        return [TensorExperience(x, y, classes, step, augment=self.augment, decode=self.decode)
+                for step, ((x, y), classes) in enumerate(zip(self.train, self.classes_per_step))]
+
+    def test_experiences(self) -> list[TensorExperience]:
+        return [TensorExperience(x, y, classes, step, decode=self.decode)
+                for step, ((x, y), classes) in enumerate(zip(self.test, self.classes_per_step))]
+
+
+def split_classes(
+    order: Sequence[int], n_experiences: int, first: Optional[int] = None
+) -> list[list[int]]:
+    """Splits a class order into experiences.
+
+    ``first`` (optional) is the number of classes of the first experience; the remaining classes
+    are split into ``n_experiences - 1`` (with ``first``) or ``n_experiences`` (without) equal
+    experiences. An uneven split is refused rather than silently dropping classes.
+    """
+    order = list(order)
+    n = len(order)
+    if n_experiences < 1:
+        raise UsageError(f"impossible split: n_experiences must be >= 1, got {n_experiences}")
+    if first is not None:
+        if not 0 < first < n:
+            raise UsageError(f"impossible split: first={first} must be between 1 and {n - 1}")
+        rest = n - first
+        if n_experiences < 2 or rest % (n_experiences - 1):
+            raise UsageError(
+                f"impossible split: {rest} remaining classes do not divide into "
+                f"{n_experiences - 1} equal experiences; change n_experiences or first"
+            )
+        size = rest // (n_experiences - 1)
+        return [order[:first]] + [
+            order[first + i * size: first + (i + 1) * size] for i in range(n_experiences - 1)
+        ]
+    if n_experiences > n or n % n_experiences:
+        raise UsageError(
+            f"impossible split: {n} classes do not divide into {n_experiences} equal "
+            "experiences; choose n_experiences among the divisors of the class count"
+        )
+    size = n // n_experiences
+    return [order[i * size:(i + 1) * size] for i in range(n_experiences)]
+
+
+def class_order(num_classes: int, seed: int) -> list[int]:
+    """The seed's class order: a permutation of 0..num_classes-1 (NumPy's RandomState)."""
+    return [int(c) for c in np.random.RandomState(seed).permutation(num_classes)]
+
+
+def split_by_classes(
+    x: torch.Tensor, y: torch.Tensor, classes_per_step: list[list[int]]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One (x, y) pair per experience, keeping the original sample order within each."""
+    out = []
+    for classes in classes_per_step:
+        mask = torch.isin(y, torch.tensor(classes, dtype=y.dtype))
+        out.append((x[mask].contiguous(), y[mask].contiguous()))
+    return out

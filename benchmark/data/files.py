@@ -1,0 +1,149 @@
+"""Shared helpers of the streams that read data sets from a local data root.
+
+- The *data root* is ``--data-root`` if given, else ``$CLONEBENCH_DATA``, else
+  ``~/.cache/clonebench/data`` (``resolve_data_root``). Nothing is downloaded unless the user
+  asks for it (``--download``); files that are missing, incomplete or corrupt raise a one-line
+  ``UsageError`` naming the file and what to put where.
+- Loaders return the whole data set as ``uint8`` arrays (N, C, H, W) plus ``int64`` labels, kept
+  in a small in-process memo keyed by the files' paths, sizes and modification times, so a grid
+  of runs in one process reads each data set once.
+- ``image_stream`` turns those arrays into a ``StreamData``: class order from the seed, the
+  data set's own train/test split, and float32 inputs normalised per channel
+  ((x / 255 - mean) / std), converted one experience at a time to bound peak memory.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from benchmark.core.errors import UsageError
+from benchmark.data.base import StreamData, class_order, split_classes
+
+DATA_ENV = "CLONEBENCH_DATA"
+DEFAULT_DATA_ROOT = "~/.cache/clonebench/data"
+ROOT_HINT = f"--data-root, ${DATA_ENV} or {DEFAULT_DATA_ROOT}"
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def resolve_data_root(data_root: Optional[str]) -> Path:
+    """The data root: ``data_root`` if given, else ``$CLONEBENCH_DATA``, else the default."""
+    chosen = data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
+    return Path(os.path.expanduser(str(chosen)))
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as ``Type: message`` on one line (for wrapping into a UsageError)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def require_root(stream: str, root: Path, fix: str) -> None:
+    """UsageError unless the data root is an existing folder."""
+    if not root.is_dir():
+        raise UsageError(f"{stream}: data root {root} does not exist ({ROOT_HINT}); "
+                         f"create it and {fix}")
+
+
+def missing_file_error(stream: str, path: Path, fix: str) -> UsageError:
+    return UsageError(f"{stream}: {path} is missing; {fix}")
+
+
+def corrupt_file_error(stream: str, path: Path, problem: str, fix: str) -> UsageError:
+    return UsageError(f"{stream}: {path} is truncated or corrupt ({problem}); {fix}")
+
+
+def download_with(stream: str, root: Path, what: str, fetch: Callable[[], None]) -> None:
+    """Runs ``fetch`` (a torchvision download into ``root``); a failure becomes one line."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fetch()
+    except Exception as err:  # network, disk, checksum: all are the user's to fix
+        raise UsageError(f"{stream}: downloading {what} into {root} failed ({one_line(err)}); "
+                         "check the network or put the files there by hand") from None
+
+
+_MEMO: dict[str, tuple[tuple, Arrays]] = {}
+
+
+def file_signature(paths: Sequence[Path]) -> tuple:
+    """What identifies the files' contents cheaply: path, size and mtime of each."""
+    sig = []
+    for path in paths:
+        st = path.stat()
+        sig.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(sig)
+
+
+def memoized(name: str, paths: Sequence[Path], load: Callable[[], Arrays]) -> Arrays:
+    """``load()``'s arrays, reused while ``paths`` are unchanged (one entry per data set)."""
+    sig = file_signature(paths)
+    hit = _MEMO.get(name)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    arrays = load()
+    _MEMO[name] = (sig, arrays)
+    return arrays
+
+
+def check_labels(stream: str, labels: np.ndarray, num_classes: int, path: Path, fix: str) -> None:
+    """UsageError unless every label lies in 0..num_classes-1 and every class occurs."""
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise corrupt_file_error(stream, path, f"labels outside 0..{num_classes - 1}", fix)
+    counts = np.bincount(labels, minlength=num_classes) if labels.size else np.zeros(num_classes)
+    absent = [c for c in range(num_classes) if counts[c] == 0]
+    if absent:
+        raise UsageError(f"{stream}: {path} holds no sample of class {absent[0]} "
+                         f"({len(absent)} of {num_classes} classes absent): the data set is "
+                         f"incomplete; {fix}")
+
+
+def normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as float32 ((x / 255 - mean) / std), per channel."""
+    c = x.shape[1]
+    m = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1)
+    return (x.to(torch.float32).div_(255.0).sub_(m)).div_(s)
+
+
+def split_normalised(x: np.ndarray, y: np.ndarray, classes_per_step: list[list[int]],
+                     mean: Sequence[float], std: Sequence[float]):
+    """One normalised (x, y) pair per experience, original sample order kept within each."""
+    out = []
+    for classes in classes_per_step:
+        idx = np.flatnonzero(np.isin(y, classes))
+        xs = normalise(torch.from_numpy(np.ascontiguousarray(x[idx])), mean, std)
+        out.append((xs.contiguous(), torch.from_numpy(y[idx].astype(np.int64))))
+    return out
+
+
+def image_stream(*, name: str, seed: int, arrays: Arrays, num_classes: int,
+                 mean: Sequence[float], std: Sequence[float], backbone: str,
+                 n_experiences: int, first: Optional[int] = None, augment=None,
+                 options: Optional[dict] = None) -> StreamData:
+    """A class-incremental stream over uint8 arrays ``(x_train, y_train, x_test, y_test)``."""
+    x_tr, y_tr, x_te, y_te = arrays
+    classes = split_classes(class_order(num_classes, seed), n_experiences, first)
+    return StreamData(
+        name=name,
+        seed=seed,
+        num_classes=num_classes,
+        input_shape=tuple(int(d) for d in x_tr.shape[1:]),
+        backbone=backbone,
+        classes_per_step=classes,
+        train=split_normalised(x_tr, y_tr, classes, mean, std),
+        test=split_normalised(x_te, y_te, classes, mean, std),
+        options=dict(options or {}),
+        augment=augment,
+    )
+
+
+def check_bool(stream: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"stream option {stream}.{name} must be true or false, got {value!r}")
+    return value

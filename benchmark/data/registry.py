@@ -1,0 +1,69 @@
+"""The stream registry: a stream is added by writing one module that calls ``register_stream``
+(and, inside the package, importing it in ``benchmark/data/__init__.py``; a user's own module is
+loaded with ``--plugins``, see the README)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from benchmark.core.options import Option, Registry, resolve
+from benchmark.data.base import StreamData, split_classes
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A registered stream: its builder, default backbone and default training settings.
+
+    ``build(seed=, data_root=, download=, **options) -> StreamData``. ``num_classes`` and
+    ``input_shape``, when known without reading data, let the plan check splits and backbones
+    before any run starts.
+    """
+
+    name: str
+    build: Callable[..., StreamData]
+    summary: str
+    backbone: str
+    train_defaults: dict[str, Any]
+    options: tuple[Option, ...] = ()
+    needs_data_root: bool = False
+    num_classes: Optional[int] = None
+    input_shape: Optional[tuple[int, ...]] = None
+
+
+STREAMS: Registry[StreamSpec] = Registry("stream")
+
+
+def register_stream(spec: StreamSpec) -> StreamSpec:
+    """Adds a stream to the registry (one call per stream module)."""
+    return STREAMS.add(spec)
+
+
+def get_stream(name: str) -> StreamSpec:
+    return STREAMS.get(name)
+
+
+def resolve_stream_options(spec: StreamSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """Every option of the stream with its value, validated; the split is checked when the
+    stream's class count is known."""
+    resolved = resolve(spec.options, given, spec.name, "stream")
+    if spec.num_classes is not None and "n_experiences" in resolved:
+        split_classes(range(spec.num_classes), resolved["n_experiences"], resolved.get("first"))
+    return resolved
+
+
+N_EXPERIENCES_HELP = "number of experiences"
+
+
+def n_experiences_option(default: int, help_text: str = N_EXPERIENCES_HELP) -> Option:
+    return Option("n_experiences", int, default, help_text, low=1)
+
+
+def first_option() -> Option:
+    return Option("first", int, None, "classes in the first experience (the rest split evenly "
+                  "over the others); none = all equal", low=1, nullable=True)
+
+
+def augment_option() -> Option:
+    return Option("augment", bool, True,
+                  "random crop (4-pixel padding) + horizontal flip of training batches")

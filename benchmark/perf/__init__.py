@@ -1,0 +1,2 @@
+"""Speed benchmarks of the suite against plain PyTorch and plain Avalanche (``clonebench
+perf``)."""

@@ -1,0 +1,224 @@
+"""What ``clonebench perf`` trains, and the three ways it trains it: a plain PyTorch loop, the
+suite's strategy, and plain Avalanche.
+
+Workloads: ``split-digits`` (the default stream, MLP) and ``synthetic-cifar100``, random tensors
+with CIFAR-100's shapes (3 x 32 x 32, 100 classes, 10 x 10) and its default backbone, reduced
+ResNet-18.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.core.errors import UsageError
+from benchmark.core.models import make_backbone
+from benchmark.core.training import TrainSettings
+from benchmark.data import StreamData, class_order, get_stream, split_classes
+
+WORKLOADS = ("split-digits", "synthetic-cifar100")
+SEED = 0
+
+
+@dataclass
+class Workload:
+    """What is trained: a stream's tensors, a backbone and the training settings."""
+
+    name: str
+    data: StreamData
+    backbone: str
+    epochs: int
+    batch_size: int
+    lr: float
+
+    def settings(self, epochs: Optional[int] = None):
+        return TrainSettings(epochs=epochs or self.epochs, batch_size=self.batch_size,
+                             lr=self.lr, optimizer="adam")
+
+    def make_model(self) -> nn.Module:
+        return make_backbone(self.backbone, self.data.num_classes, self.data.input_shape,
+                             seed=SEED)
+
+    def images(self) -> int:
+        """Training samples used over all experiences and epochs (1-sample last batch skipped)."""
+        per_epoch = sum(len(y) - (len(y) % self.batch_size == 1) for _, y in self.data.train)
+        return per_epoch * self.epochs
+
+    def first_step(self) -> Workload:
+        """The same workload cut to its first experience and one epoch (for warm-up)."""
+        d = self.data
+        cut = StreamData(name=d.name, seed=d.seed, num_classes=d.num_classes,
+                         input_shape=d.input_shape, backbone=d.backbone,
+                         classes_per_step=d.classes_per_step[:1], train=d.train[:1],
+                         test=d.test[:1], options=d.options, augment=d.augment)
+        return Workload(self.name, cut, self.backbone, 1, self.batch_size, self.lr)
+
+
+def synthetic_cifar100(images_per_experience: int, n_experiences: int = 10,
+                       seed: int = SEED) -> StreamData:
+    """Random N(0, 1) inputs of CIFAR-100's shape (3 x 32 x 32), 100 classes split into
+    ``n_experiences`` equal experiences, ``images_per_experience`` training images each."""
+    gen = torch.Generator().manual_seed(seed)
+    classes = split_classes(class_order(100, seed), n_experiences)
+    train, test = [], []
+    for cls in classes:
+        labels = torch.tensor(cls, dtype=torch.int64)
+        y = labels[torch.arange(images_per_experience) % len(cls)]
+        x = torch.randn(images_per_experience, 3, 32, 32, generator=gen)
+        train.append((x, y))
+        test.append((x[: len(cls)].clone(), labels.clone()))
+    return StreamData(name="synthetic-cifar100", seed=seed, num_classes=100,
+                      input_shape=(3, 32, 32), backbone="reduced-resnet18",
+                      classes_per_step=classes, train=train, test=test,
+                      options={"n_experiences": n_experiences})
+
+
+def make_workload(name: str, epochs: Optional[int], images_per_experience: int,
+                  device: torch.device) -> Workload:
+    if name == "split-digits":
+        spec = get_stream(name)
+        data = spec.build(seed=SEED).to(device)
+        td = spec.train_defaults
+        return Workload(name, data, spec.backbone, epochs or td["epochs"], td["batch_size"],
+                        td["lr"])
+    if name == "synthetic-cifar100":
+        data = synthetic_cifar100(images_per_experience).to(device)
+        return Workload(name, data, "reduced-resnet18", epochs or 1, 32, 0.001)
+    raise UsageError(f"unknown workload {name!r}; choose among {', '.join(WORKLOADS)}")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_plain(work: Workload, device: torch.device) -> nn.Module:
+    """The reference loop: Adam, cross-entropy, a fresh permutation from a seeded CPU generator
+    per epoch, index batches on the device; a final batch of one sample is skipped."""
+    model = work.make_model().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=work.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(SEED)
+    bs = work.batch_size
+    for x, y in work.data.train:
+        model.train()
+        n = len(y)
+        for _ in range(work.epochs):
+            order = torch.randperm(n, generator=generator).to(device)
+            for start in range(0, n, bs):
+                idx = order[start:start + bs]
+                if len(idx) < 2:
+                    break
+                optimizer.zero_grad()
+                loss = loss_fn(model(x[idx]), y[idx])
+                loss.backward()
+                optimizer.step()
+    return model
+
+
+def train_suite(work: Workload, device: torch.device, strategy: str,
+                hparams: dict) -> tuple[nn.Module, float]:
+    """The strategy built through the registry and trained on each experience; returns the
+    model and the seconds spent by its source provider (0 without one)."""
+    from strategies import StrategyContext, get_strategy
+
+    spec = get_strategy(strategy)
+    settings = work.settings()
+    model = work.make_model().to(device)
+    theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    provider = _expert_provider(work, device, theta0) if spec.uses_source else None
+    ctx = StrategyContext(device=device, train=settings, seed=SEED,
+                          num_classes=work.data.num_classes, source_provider=provider,
+                          initial_state=theta0)
+    learner = spec.build(model, ctx, **hparams)
+    for experience in work.data.train_experiences():
+        learner.train(experience, eval_streams=[])
+    return learner.model, sum(provider.seconds.values()) if provider else 0.0
+
+
+def _expert_provider(work: Workload, device: torch.device, theta0: dict):
+    from benchmark.run.sources import ExpertProvider
+
+    identity = dict(stream=work.name, seed=SEED, backbone=work.backbone, device=str(device),
+                    purpose="perf")
+    return ExpertProvider(work.make_model, theta0, work.settings(), identity, device)
+
+
+def plain_phase(phase) -> None:
+    """A strategy's phase run by a hand-written loop (no template, no hooks)."""
+    for _ in range(phase.epochs):
+        for xb, yb, _ in phase.loader:
+            phase.optimizer.zero_grad()
+            phase.loss(phase.forward(xb), yb).backward()
+            phase.optimizer.step()
+
+
+def train_plain_pnc(work: Workload, device: torch.device, hparams: dict
+                    ) -> tuple[nn.Module, float]:
+    """PNC's reference: step 1 by the plain loop, each later step by PNC's own phases
+    (``PNC.clone_phases``) run by a hand-written loop with no template around them, on the
+    same sources. Returns the network and the seconds spent by the source provider."""
+    from strategies import get_strategy
+
+    spec = get_strategy("pnc")
+    model = work.make_model().to(device)
+    theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    provider = _expert_provider(work, device, theta0)
+    learner = spec.cls(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=work.lr),
+                       source_provider=provider, train_settings=work.settings(),
+                       train_mb_size=work.batch_size, train_epochs=work.epochs, device=device,
+                       seed=SEED, **spec.resolve(hparams))
+    generator = torch.Generator().manual_seed(SEED)
+    for experience in work.data.train_experiences():
+        x, y = experience.x, experience.y
+        classes = experience.classes_in_this_experience
+        learner.experience = experience
+        if experience.current_experience == 0:
+            model.train()
+            for _ in range(work.epochs):
+                order = torch.randperm(len(y), generator=generator).to(device)
+                for start in range(0, len(y), work.batch_size):
+                    idx = order[start:start + work.batch_size]
+                    if len(idx) < 2:
+                        break
+                    learner.optimizer.zero_grad()
+                    F.cross_entropy(model(x[idx]), y[idx]).backward()
+                    learner.optimizer.step()
+            learner.model = learner.start_network(model.eval(), x, y, classes)
+        else:
+            for phase in learner.clone_phases(x, y, classes, experience.current_experience + 1):
+                plain_phase(phase)
+    return learner.model, sum(provider.seconds.values())
+
+
+def train_avalanche(work: Workload, device: torch.device, benchmark) -> nn.Module:
+    """Avalanche's ``Naive`` over ``benchmark``'s train stream (its DataLoader, default
+    metrics, no logger)."""
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.training import Naive
+    from avalanche.training.plugins import EvaluationPlugin
+
+    model = work.make_model().to(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluator = EvaluationPlugin(
+            accuracy_metrics(epoch=True, experience=True, stream=True),
+            loss_metrics(epoch=True, experience=True, stream=True), loggers=[])
+        learner = Naive(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=work.lr),
+                        criterion=nn.CrossEntropyLoss(), train_mb_size=work.batch_size,
+                        train_epochs=work.epochs, device=device, evaluator=evaluator)
+        for experience in benchmark.train_stream:
+            learner.train(experience, eval_streams=[],
+                          drop_last=len(experience.dataset) % work.batch_size == 1)
+    return model
+
+
+def avalanche_benchmark(work: Workload):
+    """The workload's train experiences as an Avalanche benchmark (CPU datasets)."""
+    from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+    return benchmark_from_datasets(train=[e.dataset for e in work.data.train_experiences()])

@@ -1,0 +1,323 @@
+"""The plan: from a TOML file and CLI flags to validated run configurations.
+
+Everything is resolved and checked here, once, before anything runs or is written: stream
+names and options (and the split they give), backbones against the stream's input shape,
+strategy options (and those that depend on the backbone's depth), the device, the seeds and the
+execution settings (``ExecOptions``: threads, data root). The runner then executes a
+``RunConfig`` as it is.
+
+An experiment is streams x strategies (with hyper-parameters) x seeds x device. Its TOML form::
+
+    name = "my-experiment"
+    streams = ["split-digits"]            # or: stream = "split-digits"
+    strategies = ["finetune", "ewc", "pnc"]
+    seeds = [0, 1, 2]
+    device = "auto"                       # auto | cpu | cuda
+    deterministic = false                 # set PyTorch's deterministic flags (GPU)
+
+    [train]                               # overrides the streams' default training settings
+    epochs = 10                           # also: batch_size, lr, optimizer, momentum, weight_decay
+
+    [stream_options.split-digits]         # per-stream options (`clonebench list`)
+    n_experiences = 5
+
+    [strategy.ewc]                        # per-strategy hyper-parameters
+    ewc_lambda = 1000.0
+
+    [backbone]                            # per-stream backbone instead of the stream's default
+    split-cifar100 = "resnet32"
+
+    [source]                              # where PNC and weight fusion get their source
+    provider = "expert"                   # or "checkpoint" with path = "zoo/model-{step}.pt"
+
+A *run* is one (stream, strategy, seed); its key hashes its resolved configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import tomllib
+
+from benchmark.core.errors import UsageError
+from benchmark.core.models import BACKBONES, make_backbone
+from benchmark.core.training import TrainSettings
+from benchmark.data import get_stream, resolve_stream_options
+from benchmark.run.sources import validate_source
+from strategies import STRATEGIES, get_strategy
+
+DEFAULT_SEEDS = [0, 1, 2, 3, 4]
+DEVICES = ("auto", "cpu", "cuda")
+TOP_KEYS = {"plugins", "name", "stream", "streams", "strategies", "seeds", "device",
+            "deterministic", "train", "stream_options", "strategy", "source", "backbone"}
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
+
+
+def load_plugins(names: list[str]) -> None:
+    """Imports the user's modules that register strategies or streams: each a dotted module
+    name on the Python path, or a path to a ``.py`` file. UsageError if one cannot be loaded."""
+    import importlib
+    import importlib.util
+    import sys
+
+    for name in names:
+        try:
+            if name.endswith(".py"):
+                path = Path(name).expanduser()
+                if not path.is_file():
+                    raise UsageError(f"plugin file {path} does not exist")
+                module = f"clonebench_plugin_{path.stem}"
+                if module in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(module, path)
+                loaded = importlib.util.module_from_spec(spec)
+                sys.modules[module] = loaded
+                spec.loader.exec_module(loaded)
+            else:
+                importlib.import_module(name)
+        except UsageError:
+            raise
+        except ModuleNotFoundError as err:
+            raise UsageError(f"cannot load plugin {name!r}: {err}; give a module on the "
+                             "Python path or a path to a .py file") from None
+        except Exception as err:  # the user's module failed while importing
+            raise UsageError(f"plugin {name!r} failed to load: {type(err).__name__}: "
+                             f"{' '.join(str(err).split())}") from None
+
+
+def default_strategy_order() -> list[str]:
+    """Every registered strategy, the references first."""
+    return sorted(STRATEGIES, key=lambda n: (not STRATEGIES.get(n).reference, n))
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """How runs execute (not part of a run's identity): the data root, whether a missing data
+    set may be downloaded, torch CPU threads per run, where experts are cached, progress bars."""
+
+    data_root: Optional[str] = None
+    download: bool = False
+    threads: int = 1
+    expert_dir: Optional[Path] = None
+    show_progress: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) \
+                or self.threads < 1:
+            raise UsageError(f"bad thread count {self.threads!r}: expected an integer >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The resolved configuration of one run (what its key hashes)."""
+
+    stream: str
+    stream_options: dict[str, Any]
+    backbone: str
+    strategy: str
+    hparams: dict[str, Any]
+    seed: int
+    train: dict[str, Any]
+    device: str
+    deterministic: bool
+    source: Optional[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["epochs"] = self.train["epochs"]
+        return d
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Experiment:
+    name: str = "default"
+    streams: list[str] = field(default_factory=lambda: ["split-digits"])
+    strategies: list[str] = field(default_factory=default_strategy_order)
+    seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
+    device: str = "auto"
+    deterministic: bool = False
+    train: dict[str, Any] = field(default_factory=dict)
+    stream_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=lambda: {"provider": "expert"})
+    backbones: dict[str, str] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)
+
+    def run_configs(self) -> list[RunConfig]:
+        """Every run of the grid, validated; UsageError on the first bad name or value."""
+        device = resolve_device(self.device)
+        source = validate_source(self.source)
+        for stream, backbone in self.backbones.items():
+            if stream not in self.streams:
+                raise UsageError(f"[backbone] names stream {stream!r}, which is not in the "
+                                 "experiment's streams")
+            if backbone not in BACKBONES:
+                raise UsageError(f"unknown backbone {backbone!r} for {stream}; choose one of: "
+                                 f"{', '.join(BACKBONES)}")
+        for kind, names in (("stream", self.streams), ("strategy", self.strategies),
+                            ("seed", self.seeds)):
+            if len(set(names)) != len(names):
+                raise UsageError(f"duplicate {kind} in {names}")
+        bad_seeds = [s for s in self.seeds if isinstance(s, bool) or not 0 <= s < 2 ** 32]
+        if bad_seeds:
+            raise UsageError(f"bad seed {bad_seeds[0]!r}: seeds are integers in [0, 2**32)")
+        unknown_streams = sorted(set(self.stream_options) - set(self.streams))
+        if unknown_streams:
+            raise UsageError(f"[stream_options] names stream {unknown_streams[0]!r}, which is "
+                             "not in the experiment's streams")
+        unknown_opts = sorted(set(self.strategy_options) - set(self.strategies))
+        if unknown_opts:
+            raise UsageError(f"options given for strategy {unknown_opts[0]!r}, which is not in "
+                             "the experiment's strategies")
+        runs = []
+        for stream in self.streams:
+            spec = get_stream(stream)
+            s_opts = resolve_stream_options(spec, self.stream_options.get(stream, {}))
+            train = resolve_train(spec.train_defaults, self.train)
+            backbone = self.backbones.get(stream, spec.backbone)
+            depth = probe_backbone(spec, backbone)
+            for strategy in self.strategies:
+                sspec = get_strategy(strategy)
+                hparams = sspec.resolve(self.strategy_options.get(strategy, {}))
+                if sspec.check is not None and depth is not None:
+                    sspec.check(hparams, depth)
+                for seed in self.seeds:
+                    runs.append(RunConfig(stream, s_opts, backbone, strategy, hparams,
+                                          seed, train, device, self.deterministic,
+                                          source if sspec.uses_source else None))
+        return runs
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def probe_backbone(spec, backbone: str) -> Optional[int]:
+    """The backbone's depth (blocks), after checking it accepts the stream's input shape with a
+    forward pass on zeros; None when the stream does not declare its shape."""
+    if spec.input_shape is None or spec.num_classes is None:
+        return None
+    import torch
+
+    net = make_backbone(backbone, spec.num_classes, spec.input_shape, seed=0).eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(2, *spec.input_shape))
+    except RuntimeError:
+        raise UsageError(f"backbone {backbone!r} does not take {spec.name}'s inputs of shape "
+                         f"{tuple(spec.input_shape)}; choose another in [backbone]") from None
+    return net.depth
+
+
+def resolve_device(device: str) -> str:
+    if device not in DEVICES:
+        raise UsageError(f"bad --device {device!r}; choose auto, cpu or cuda")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def resolve_train(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Stream defaults with overrides, validated, as a plain dict of TrainSettings fields."""
+    unknown = sorted(set(overrides) - TRAIN_KEYS)
+    if unknown:
+        raise UsageError(f"unknown training setting {unknown[0]!r}; known: "
+                         f"{', '.join(sorted(TRAIN_KEYS))}")
+    merged = dataclasses.asdict(TrainSettings(**defaults))
+    merged.update(overrides)
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if isinstance(merged[name], bool) or not isinstance(merged[name], int) or merged[name] < 1:
+            raise UsageError(f"bad value {merged[name]!r} for {name}: expected an integer >= 1")
+    for name in ("lr", "momentum", "weight_decay"):
+        value = merged[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
+                (name == "lr" and value == 0):
+            raise UsageError(f"bad value {value!r} for {name}: expected a positive number")
+        merged[name] = float(value)
+    if merged["optimizer"] not in ("adam", "sgd"):
+        raise UsageError(f"bad value {merged['optimizer']!r} for optimizer: choose adam or sgd")
+    return merged
+
+
+def _expect(value, kind, what: str):
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise UsageError(f"malformed config: {what} must be a {names}, got {value!r}")
+    return value
+
+
+def load_experiment(path: Path) -> Experiment:
+    """An experiment from a TOML file; UsageError naming the problem if malformed."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except OSError as err:
+        raise UsageError(f"config file {path} cannot be read ({err.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"malformed config {path}: {err}") from None
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise UsageError(f"malformed config {path}: unknown key {unknown[0]!r}; known: "
+                         f"{', '.join(sorted(TOP_KEYS))}")
+    plugins = [_expect(p, str, "each of plugins")
+               for p in _expect(data.get("plugins", []), list, "plugins")]
+    load_plugins(plugins)  # before the defaults, which list every registered strategy
+    exp = Experiment(plugins=plugins)
+    if "name" in data:
+        exp.name = _expect(data["name"], str, "name")
+    if "stream" in data and "streams" in data:
+        raise UsageError(f"malformed config {path}: give either stream or streams, not both")
+    if "stream" in data:
+        exp.streams = [_expect(data["stream"], str, "stream")]
+    if "streams" in data:
+        exp.streams = [_expect(s, str, "each of streams")
+                       for s in _expect(data["streams"], list, "streams")]
+    if "strategies" in data:
+        exp.strategies = [_expect(s, str, "each of strategies")
+                          for s in _expect(data["strategies"], list, "strategies")]
+    if "seeds" in data:
+        exp.seeds = [_expect(s, int, "each seed") for s in _expect(data["seeds"], list, "seeds")]
+    if "device" in data:
+        exp.device = _expect(data["device"], str, "device")
+    if "deterministic" in data:
+        exp.deterministic = _expect(data["deterministic"], bool, "deterministic")
+    exp.train = dict(_expect(data.get("train", {}), dict, "[train]"))
+    exp.stream_options = {k: dict(_expect(v, dict, f"[stream_options.{k}]"))
+                          for k, v in _expect(data.get("stream_options", {}), dict,
+                                              "[stream_options]").items()}
+    exp.strategy_options = {k: dict(_expect(v, dict, f"[strategy.{k}]"))
+                            for k, v in _expect(data.get("strategy", {}), dict,
+                                                "[strategy]").items()}
+    if "source" in data:
+        exp.source = dict(_expect(data["source"], dict, "[source]"))
+    exp.backbones = {k: _expect(v, str, f"[backbone] {k}")
+                     for k, v in _expect(data.get("backbone", {}), dict, "[backbone]").items()}
+    return exp
+
+
+def parse_assignment(text: str) -> tuple:
+    """``STRATEGY.OPTION=VALUE`` from ``--set`` as (strategy, option, value string)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UsageError(f"bad --set {text!r}: expected STRATEGY.OPTION=VALUE, "
+                         "e.g. ewc.ewc_lambda=100")
+    lhs, value = text.split("=", 1)
+    strategy, option = lhs.split(".", 1)
+    return strategy.strip(), option.strip(), value.strip()

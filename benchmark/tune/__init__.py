@@ -1,0 +1,1 @@
+"""Choosing hyper-parameters on tuning seeds (``clonebench tune``)."""
