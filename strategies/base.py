@@ -318,8 +318,10 @@ class FastTemplate(SupervisedTemplate):
         return sum(plugin_state_bytes(p) for p in self.plugins)
 
     @torch.no_grad()
-    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits over all classes for a batch of model inputs, model in eval mode."""
+    def predict_logits(self, x: torch.Tensor, step: Optional[int] = None) -> torch.Tensor:
+        """Logits over all classes for a batch of model inputs, model in eval mode. ``step``
+        (the experience the inputs come from) is ignored: no task label at test time; only an
+        oracle reference (``pnc-oracle``) reads it."""
         self.model.eval()
         return self.model(x)
 

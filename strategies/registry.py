@@ -25,8 +25,8 @@ class StrategyContext:
 
     ``source_provider(experience)`` returns the step's source network (for strategies that use
     one); ``initial_state`` is theta_0, the target's initial weights; ``sample_bytes`` is what
-    one stored training sample costs at the stream's native dtype (input and label), for
-    strategies that keep samples.
+    one stored training sample costs at the stream's native dtype (input and label), and
+    ``memory_bytes`` the stream's default budget, for strategies that keep samples.
     """
 
     device: torch.device
@@ -36,6 +36,7 @@ class StrategyContext:
     source_provider: Optional[Callable[[Any], torch.nn.Module]] = None
     initial_state: Optional[dict[str, torch.Tensor]] = None
     sample_bytes: Optional[int] = None
+    memory_bytes: Optional[int] = None
     plugins: list[Any] = field(default_factory=list)
     evaluator: Optional[Any] = None
 

@@ -38,6 +38,13 @@ class StreamData:
     def n_steps(self) -> int:
         return len(self.classes_per_step)
 
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one stored training sample: its input at the stored dtype plus its label."""
+        x, y = next((pair for pair in self.train if len(pair[1])), self.train[0])
+        per_input = x[0].numel() * x.element_size() if len(x) else 0
+        return per_input + y.element_size()
+
     def to(self, device: torch.device, max_fraction: float = 0.5) -> StreamData:
         """Places the stream's tensors for training on ``device`` (the fast path).
 

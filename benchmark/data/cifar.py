@@ -189,6 +189,7 @@ register_stream(
         needs_data_root=True,
         num_classes=10,
         input_shape=(3, 32, 32),
+        memory_bytes=1000 * (3072 + 8),  # 1,000 uint8 images and int64 labels
     )
 )
 register_stream(
@@ -203,5 +204,6 @@ register_stream(
         needs_data_root=True,
         num_classes=100,
         input_shape=(3, 32, 32),
+        memory_bytes=2000 * (3072 + 8),  # 2,000 uint8 images and int64 labels
     )
 )

@@ -55,6 +55,7 @@ register_stream(
         backbone="mlp",
         num_classes=10,
         input_shape=(64,),
+        memory_bytes=200 * (64 + 8),  # 200 samples: 64 uint8 pixels and an int64 label each
         train_defaults={"epochs": 10, "batch_size": 32, "lr": 0.01, "optimizer": "adam"},
         options=(
             n_experiences_option(5, "number of experiences (divides 10)"),

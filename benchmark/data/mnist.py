@@ -172,5 +172,6 @@ for _fmt, _summary in (
             needs_data_root=True,
             num_classes=10,
             input_shape=(1, 28, 28),
+            memory_bytes=1000 * (784 + 8),  # 1,000 uint8 images and int64 labels
         )
     )

@@ -17,7 +17,8 @@ class StreamSpec:
 
     ``build(seed=, data_root=, download=, **options) -> StreamData``. ``num_classes`` and
     ``input_shape``, when known without reading data, let the plan check splits and backbones
-    before any run starts.
+    before any run starts. ``memory_bytes`` is the default budget of the strategies that keep
+    samples (their ``memory_bytes`` option overrides it).
     """
 
     name: str
@@ -29,6 +30,7 @@ class StreamSpec:
     needs_data_root: bool = False
     num_classes: Optional[int] = None
     input_shape: Optional[tuple[int, ...]] = None
+    memory_bytes: Optional[int] = None
 
 
 STREAMS: Registry[StreamSpec] = Registry("stream")

@@ -204,5 +204,6 @@ register_stream(
         needs_data_root=True,
         num_classes=200,
         input_shape=(3, 64, 64),
+        memory_bytes=4000 * (12288 + 8),  # 4,000 uint8 images and int64 labels
     )
 )

@@ -21,13 +21,15 @@ from benchmark.core.tensors import decoded
 
 @torch.no_grad()
 def predict(strategy, x: torch.Tensor, seen: Sequence[int], batch_size: int,
-            decode=None) -> np.ndarray:
+            decode=None, step: Optional[int] = None) -> np.ndarray:
     """Predicted labels: arg-max of the strategy's logits over the ``seen`` classes only
-    (``x`` in its stored form, decoded batch by batch)."""
+    (``x`` in its stored form, decoded batch by batch). ``step`` (0-based) is the experience
+    the samples come from; only references that are told it by definition (an oracle) use it."""
     preds = []
     seen_t = torch.tensor(sorted(seen), device=x.device)
     for start in range(0, len(x), batch_size):
-        logits = strategy.predict_logits(decoded(x[start:start + batch_size], decode))
+        logits = strategy.predict_logits(decoded(x[start:start + batch_size], decode),
+                                         step=step)
         preds.append(seen_t[logits[:, seen_t].argmax(dim=1)])
     return torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
 

@@ -136,13 +136,15 @@ def _execute(cfg: RunConfig, options: ExecOptions) -> dict:
     provider = _source_provider(cfg, make_model, theta0, settings, device, options.expert_dir)
     ctx = StrategyContext(device=device, train=settings, seed=cfg.seed,
                           num_classes=data.num_classes, source_provider=provider,
-                          initial_state=theta0)
+                          initial_state=theta0, sample_bytes=data.sample_bytes,
+                          memory_bytes=get_stream(cfg.stream).memory_bytes)
     torch.manual_seed(int(cache_key(seed=cfg.seed, strategy=cfg.strategy), 16) % 2 ** 31)
-    strategy = get_strategy(cfg.strategy).build(model, ctx, **cfg.hparams)
+    spec = get_strategy(cfg.strategy)
+    strategy = spec.build(model, ctx, **cfg.hparams)
 
     n = data.n_steps
     evaluation = StepEvaluation([y.cpu().numpy() for _, y in data.test])
-    seconds, memory, params, trainable = [], [], [], []
+    seconds, memory, params, trainable, model_bytes, state_bytes = [], [], [], [], [], []
     bar = progress_bar(range(n), desc=f"{cfg.strategy} seed {cfg.seed}",
                        enabled=options.show_progress, leave=False)
     experiences = data.train_experiences()
@@ -159,22 +161,31 @@ def _execute(cfg: RunConfig, options: ExecOptions) -> dict:
         seconds.append(time.perf_counter() - start - source_spent)
         memory.append(_peak_memory_mb(device))
         params.append(count_parameters(strategy.model))
+        model_bytes.append(strategy.model_bytes())
+        state_bytes.append(strategy.state_bytes())
         report = strategy.step_reports[k] if k < len(strategy.step_reports) else {}
         trainable.append(report.get("trainable_parameters"))
         seen = [c for step in data.classes_per_step[:k + 1] for c in step]
         evaluation.add([predict(strategy, data.test[j][0], seen, settings.eval_batch_size,
-                                data.decode) for j in range(k + 1)])
+                                data.decode, step=j) for j in range(k + 1)])
 
+    steps = [dict(r) for r in strategy.step_reports]
+    for report, curve in zip(steps, strategy.loss_curve):
+        report["loss_curve"] = curve
     return {
+        "strategy_info": spec.info(),
         "classes_per_step": data.classes_per_step,
+        "sample_bytes": data.sample_bytes,
         **evaluation.record(),
-        "steps": [dict(r) for r in strategy.step_reports],
+        "steps": steps,
         "costs": {
             "seconds": seconds,
             "peak_memory_mb": memory,
             "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_max_rss",
             "parameters": params,
             "trainable_parameters": trainable,
+            "model_bytes": model_bytes,
+            "state_bytes": state_bytes,
             "source": provider_costs(provider, n),
         },
     }
