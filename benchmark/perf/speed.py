@@ -5,7 +5,9 @@ In one process, on the same device, the same training is timed three ways:
 - **plain**: a hand-written PyTorch loop (shuffled index batches over tensors on the device,
   cross-entropy, ``optimizer.step()``), the speed reference; for ``pnc`` the same loop for step 1
   and then PNC's own phases (``PNC.clone_phases``) run by a hand-written loop, so the ratio
-  is the strategy template's overhead around PNC's computation;
+  is the strategy template's overhead around PNC's computation; for ``replay`` the same loop
+  with each batch joined by as many samples of a class-balanced buffer of 200 stored samples
+  (``train_plain_replay``), the size the suite's ``replay`` keeps here;
 - **suite**: a registered strategy (default ``finetune``) built through the registry with a
   ``StrategyContext`` and trained by ``strategy.train(experience)`` on the stream's
   ``TensorExperience``s, as the runner does (for a strategy that uses a source network, the
@@ -25,6 +27,9 @@ with CIFAR-100's shapes (3 x 32 x 32, 100 classes, 10 x 10) and its default back
 ResNet-18. For ``finetune`` the suite and the plain loop draw the same shuffles from the same
 seed, so they must end with the same weights; the command prints the largest difference as a
 check that both did the same work.
+
+``--agreement`` instead compares the final accuracies of the suite's ``replay``, ``icarl`` and
+``der`` with plain Avalanche's (``benchmark.perf.agreement``).
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ from benchmark.perf.workloads import (
     train_avalanche,
     train_plain,
     train_plain_pnc,
+    train_plain_replay,
     train_suite,
 )
 
@@ -73,6 +79,10 @@ def runners(work: Workload, device: torch.device, strategy: str, hparams: dict):
             (model, source_seconds), seconds = timed(
                 lambda: train_plain_pnc(work, device, hparams), device)
             return model, seconds - source_seconds
+        if strategy == "replay":
+            from strategies.memory import FALLBACK_SAMPLES
+
+            return timed(lambda: train_plain_replay(work, device, FALLBACK_SAMPLES), device)
         return timed(lambda: train_plain(work, device), device)
 
     def suite():
@@ -172,6 +182,10 @@ def add_arguments(p) -> None:
                    "measurement (default: 1, as in runs)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="also print the N "
                    "functions with the most own time in one suite training (cProfile)")
+    p.add_argument("--agreement", action="store_true", help="instead, compare the final "
+                   "accuracies of replay, icarl and der with plain Avalanche's on split-digits")
+    p.add_argument("--agreement-seeds", type=int, default=5, metavar="N",
+                   help="seeds 0..N-1 of --agreement (default: 5)")
 
 
 def report(args, device: torch.device, works: list[Workload], hparams: dict) -> None:
@@ -184,6 +198,10 @@ def report(args, device: torch.device, works: list[Workload], hparams: dict) -> 
         print("plain = PNC's own steps (plain loop for step 1, then PNC.clone_phases by a "
               "plain loop) without the strategy template; avalanche = Avalanche Naive (finetune), "
               "for scale only; images = finetune's epochs x samples")
+    elif args.strategy == "replay":
+        print("plain = a hand-written replay loop (class-balanced buffer of as many samples as "
+              "the suite's replay keeps, one memory batch per batch); avalanche = Avalanche "
+              "Naive (finetune), for scale only; images = finetune's epochs x samples")
     elif args.strategy != "finetune":
         print(f"plain and avalanche train plainly (finetune); the suite's {args.strategy} does "
               "its own extra work, so suite/plain is not pure overhead")
@@ -191,10 +209,10 @@ def report(args, device: torch.device, works: list[Workload], hparams: dict) -> 
     for work in works:
         result = measure(work, device, args.strategy, hparams, args.repeats)
         rows.append(table_row(work, result["seconds"]))
-        diff = result["suite_vs_plain_weights"]
+        diff = None if args.strategy == "replay" else result["suite_vs_plain_weights"]
         checks.append(f"{work.name}: max |suite weights - plain weights| = "
                       + (f"{diff:.3g}" if diff is not None else
-                         "not comparable (the strategy's model is not the plain backbone)"))
+                         "not comparable (not the plain backbone, or other random draws)"))
     print()
     print(format_table(rows))
     print()
@@ -215,6 +233,12 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.agreement:
+        if args.agreement_seeds < 1:
+            raise UsageError(f"--agreement-seeds must be >= 1, got {args.agreement_seeds}")
+        from benchmark.perf import agreement
+
+        return agreement.run(args)
     hparams = get_strategy(args.strategy).resolve({})
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     per_exp = args.images_per_experience or (5000 if device.type == "cuda" else 200)

@@ -54,7 +54,8 @@ class Workload:
         cut = StreamData(name=d.name, seed=d.seed, num_classes=d.num_classes,
                          input_shape=d.input_shape, backbone=d.backbone,
                          classes_per_step=d.classes_per_step[:1], train=d.train[:1],
-                         test=d.test[:1], options=d.options, augment=d.augment)
+                         test=d.test[:1], options=d.options, augment=d.augment,
+                         decode=d.decode)
         return Workload(self.name, cut, self.backbone, 1, self.batch_size, self.lr)
 
 
@@ -98,12 +99,14 @@ def _sync(device: torch.device) -> None:
 
 def train_plain(work: Workload, device: torch.device) -> nn.Module:
     """The reference loop: Adam, cross-entropy, a fresh permutation from a seeded CPU generator
-    per epoch, index batches on the device; a final batch of one sample is skipped."""
+    per epoch, index batches on the device, each decoded from its stored form (the stream's
+    ``decode``); a final batch of one sample is skipped."""
     model = work.make_model().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=work.lr)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(SEED)
     bs = work.batch_size
+    decode = work.data.decode or (lambda batch: batch)
     for x, y in work.data.train:
         model.train()
         n = len(y)
@@ -114,9 +117,50 @@ def train_plain(work: Workload, device: torch.device) -> nn.Module:
                 if len(idx) < 2:
                     break
                 optimizer.zero_grad()
-                loss = loss_fn(model(x[idx]), y[idx])
+                loss = loss_fn(model(decode(x[idx])), y[idx])
                 loss.backward()
                 optimizer.step()
+    return model
+
+
+def train_plain_replay(work: Workload, device: torch.device, samples: int) -> nn.Module:
+    """Replay's reference: the plain loop with each batch joined by as many samples of a
+    class-balanced buffer of ``samples`` stored samples (a random equal share per class seen,
+    refilled after each experience), drawn from shuffled passes over the buffer."""
+    model = work.make_model().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=work.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(SEED)
+    bs = work.batch_size
+    decode = work.data.decode or (lambda batch: batch)
+    kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for x, y in work.data.train:
+        model.train()
+        memory = [torch.cat(parts) for parts in zip(*kept.values())] if kept else None
+        mem_order, mem_pos = torch.zeros(0, dtype=torch.int64), 0
+        for _ in range(work.epochs):
+            order = torch.randperm(len(y), generator=generator).to(device)
+            for start in range(0, len(y), bs):
+                idx = order[start:start + bs]
+                if len(idx) < 2:
+                    break
+                xb, yb = decode(x[idx]), y[idx]
+                if memory is not None:
+                    take = min(bs, len(memory[1]))
+                    if mem_pos + take > len(mem_order):
+                        mem_order, mem_pos = torch.randperm(len(memory[1]),
+                                                            generator=generator).to(device), 0
+                    m = mem_order[mem_pos:mem_pos + take]
+                    mem_pos += take
+                    xb, yb = torch.cat([xb, decode(memory[0][m])]), torch.cat([yb, memory[1][m]])
+                optimizer.zero_grad()
+                loss_fn(model(xb), yb).backward()
+                optimizer.step()
+        for c in y.unique().tolist():
+            kept[c] = (x[y == c], y[y == c])
+        for c, (cx, cy) in kept.items():
+            pick = torch.randperm(len(cy), generator=generator)[:samples // len(kept)].to(device)
+            kept[c] = (cx[pick], cy[pick])
     return model
 
 
@@ -163,6 +207,7 @@ def train_plain_pnc(work: Workload, device: torch.device, hparams: dict
     (``PNC.clone_phases``) run by a hand-written loop with no template around them, on the
     same sources. Returns the network and the seconds spent by the source provider."""
     from strategies import get_strategy
+    from strategies.base import decoded_experience
 
     spec = get_strategy("pnc")
     model = work.make_model().to(device)
@@ -174,7 +219,7 @@ def train_plain_pnc(work: Workload, device: torch.device, hparams: dict
                        seed=SEED, **spec.resolve(hparams))
     generator = torch.Generator().manual_seed(SEED)
     for experience in work.data.train_experiences():
-        x, y = experience.x, experience.y
+        x, y = decoded_experience(experience, device)
         classes = experience.classes_in_this_experience
         learner.experience = experience
         if experience.current_experience == 0:
