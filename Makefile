@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.clonebench-installed
 OUT    ?= results/default
 
-.PHONY: setup demo test test-fast reference clean-venv
+.PHONY: setup demo test test-fast reference clean-venv data
 
 setup: $(STAMP)
 
@@ -34,3 +34,29 @@ test-fast: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Real Fashion-MNIST with no download: Debian's package dataset-fashion-mnist puts the four IDX
+# .gz files in $(FASHION_DIR), where split-fashion-mnist looks after the data root. Installs it
+# where apt-get is available and we are root or sudo works; says what to do elsewhere.
+# Idempotent: does nothing when the files are there.
+FASHION_DIR   ?= /usr/share/datasets/fashion-mnist
+FASHION_PKG   := dataset-fashion-mnist
+FASHION_FILES := train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
+                 t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz
+APT_GET       ?= apt-get
+
+data:
+	@have() { for f in $(FASHION_FILES); do test -f "$(FASHION_DIR)/$$f" || return 1; done; }; \
+	if have; then echo "Fashion-MNIST: already in $(FASHION_DIR)"; exit 0; fi; \
+	if ! command -v $(APT_GET) >/dev/null 2>&1; then \
+	  echo "Fashion-MNIST: no apt-get here. Put its four IDX files ($(FASHION_FILES)) in"; \
+	  echo "  ~/.cache/clonebench/data/FashionMNIST/raw/ (or \$$CLONEBENCH_DATA/FashionMNIST/raw/),"; \
+	  echo "  or run clonebench once with --download on a machine with network access."; \
+	  exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo=sudo; \
+	else echo "Fashion-MNIST: run as root: sudo $(APT_GET) install $(FASHION_PKG)"; exit 0; fi; \
+	$$sudo $(APT_GET) install -y $(FASHION_PKG) || \
+	  { $$sudo $(APT_GET) update && $$sudo $(APT_GET) install -y $(FASHION_PKG); } || exit 1; \
+	if have; then echo "Fashion-MNIST: installed in $(FASHION_DIR)"; \
+	else echo "Fashion-MNIST: $(FASHION_PKG) installed but $(FASHION_DIR) lacks its files"; exit 1; fi

@@ -1,13 +1,17 @@
 """``split-digits``: the embedded default stream."""
+from collections import Counter
+
+import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 from benchmark.core.errors import UsageError
 from benchmark.data import get_stream
 from benchmark.data.digits import build_split_digits
 
 N_IMAGES = 1797  # scikit-learn's bundled digits
-N_TEST = 360  # stratified 20% test split: ceil(0.2 * 1797)
+N_TEST = 359  # per class c: round(0.2 * n_c) of its n_c images (sum over the 10 classes)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,11 @@ class TestShape:
             for (x, y), classes in zip(split, data.classes_per_step):
                 assert set(y.tolist()) == set(classes)
                 assert x.shape == (len(y), 64)
-                assert x.dtype == torch.float32 and y.dtype == torch.int64
-                assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+                assert x.dtype == torch.uint8 and y.dtype == torch.int64  # stored: 0..16
+                assert int(x.max()) == 16
+                inputs = data.inputs(x)  # model inputs: x / 16
+                assert inputs.dtype == torch.float32 and torch.equal(inputs, x.float() / 16)
+        assert data.sample_bytes == 64 + 8
 
     def test_sizes_add_up_to_all_images(self, streams):
         data = streams[0]
@@ -73,17 +80,24 @@ class TestSeeds:
         for (xa, ya), (xb, yb) in zip(again.train + again.test, streams[0].train + streams[0].test):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
-    @pytest.mark.parametrize("split", ["train", "test"])
-    def test_train_test_split_does_not_depend_on_the_seed(self, streams, split):
-        by_class = [_samples_by_class(getattr(streams[s], split)) for s in (0, 1)]
-        assert set(by_class[0]) == set(by_class[1]) == set(range(10))
-        for c in range(10):
-            assert torch.equal(by_class[0][c][0], by_class[1][c][0])
+    def test_each_seed_draws_its_own_stratified_test_split(self, streams):
+        """20% of every class is held out, and which images depends on the seed."""
+        per_class = np.bincount(load_digits().target)
+        tests = []
+        for data in streams.values():
+            test = _samples_by_class(data.test)
+            for c in range(10):
+                assert len(test[c][1]) == int(np.floor(0.2 * per_class[c] + 0.5))
+            tests.append(test)
+        assert all(len(tests[0][c][0]) == len(tests[1][c][0]) for c in range(10))
+        assert any(not torch.equal(tests[0][c][0], tests[1][c][0]) for c in range(10))
 
-    def test_train_and_test_are_disjoint(self, streams):
-        data = streams[0]
-        train = {tuple(row.tolist()) for x, _ in data.train for row in x}
-        test = {tuple(row.tolist()) for x, _ in data.test for row in x}
-        # the 1,797 images are pairwise distinct, so no image may be in both splits
+    @pytest.mark.parametrize("seed", [0, 1])
+    def test_train_and_test_are_disjoint(self, streams, seed):
+        data = streams[seed]
+        train = [tuple(row.tolist()) for x, _ in data.train for row in x]
+        test = [tuple(row.tolist()) for x, _ in data.test for row in x]
+        # every image is in exactly one split (rows repeat across the data set, so count)
+        everything = Counter(tuple(row) for row in load_digits().data.astype(int).tolist())
+        assert Counter(train) + Counter(test) == everything
         assert len(train) + len(test) == N_IMAGES
-        assert not train & test

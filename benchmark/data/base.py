@@ -7,6 +7,7 @@ batch (see ``benchmark.core.tensors``). The class order is a permutation decided
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UsageError
-from benchmark.core.tensors import TensorExperience
+from benchmark.core.tensors import TensorExperience, decoded
 
 
 @dataclass
@@ -44,6 +45,10 @@ class StreamData:
         x, y = next((pair for pair in self.train if len(pair[1])), self.train[0])
         per_input = x[0].numel() * x.element_size() if len(x) else 0
         return per_input + y.element_size()
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored inputs ``x`` of this stream as model inputs (``decode`` applied in batches)."""
+        return decoded(x, self.decode)
 
     def to(self, device: torch.device, max_fraction: float = 0.5) -> StreamData:
         """Places the stream's tensors for training on ``device`` (the fast path).
@@ -124,3 +129,43 @@ def split_by_classes(
         mask = torch.isin(y, torch.tensor(classes, dtype=y.dtype))
         out.append((x[mask].contiguous(), y[mask].contiguous()))
     return out
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held_out): sorted indices into ``labels`` splitting each class apart.
+
+    For each class c with n_c samples, h_c = floor(fraction * n_c + 1/2) of them are held out,
+    at least 1 and at most n_c - 1 (none when n_c = 1), drawn uniformly at random by NumPy's
+    ``default_rng([seed, c])``; so a class's draw depends only on the seed, the class and its
+    samples, not on the other classes. UsageError unless 0 < fraction < 1.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"bad held-out fraction {fraction!r}: expected a number in (0, 1)")
+    labels = np.asarray(labels)
+    held = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        n = len(members)
+        count = min(max(int(np.floor(fraction * n + 0.5)), 1), n - 1)
+        order = np.random.default_rng([int(seed), int(c)]).permutation(n)
+        held.append(members[order[:count]])
+    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    kept = np.setdiff1d(np.arange(len(labels)), held_out)
+    return kept, held_out
+
+
+def validation_split(data: StreamData, fraction: float, seed: int) -> StreamData:
+    """The stream with each experience's test set replaced by a validation set carved from its
+    *training* data: per experience, ``stratified_holdout(y_train, fraction, seed)`` gives the
+    held-out samples (the new ``test``) and the rest (the new ``train``), in their original
+    order. The original test tensors are never read; everything else (classes, order, decode,
+    augmentation) is kept."""
+    train, held = [], []
+    for x, y in data.train:
+        kept, held_out = stratified_holdout(y.cpu().numpy(), fraction, seed)
+        kept_t = torch.as_tensor(kept, dtype=torch.int64, device=y.device)
+        held_t = torch.as_tensor(held_out, dtype=torch.int64, device=y.device)
+        train.append((x[kept_t.to(x.device)], y[kept_t]))
+        held.append((x[held_t.to(x.device)], y[held_t]))
+    return dataclasses.replace(data, train=train, test=held)

@@ -10,9 +10,10 @@ Each file is a pickled dict with ``data`` (N x 3072 uint8, channel-major 32 x 32
 ``labels`` / ``fine_labels``; it is read with ``pickle`` (the archives are trusted data: do not
 point the data root at files from an unknown source). ``download=True`` fetches and extracts the
 archives with torchvision. The split is the data set's own (50,000 train / 10,000 test); the
-seed decides the class order. Inputs are 3 x 32 x 32, normalised per channel with the data set's
-mean and std; training batches get a random 32 x 32 crop of the 4-pixel-padded image and a
-horizontal flip (``augment`` option, on by default).
+seed decides the class order. Inputs are 3 x 32 x 32, stored as uint8 and normalised per channel
+with the data set's mean and std batch by batch on the device (``decode``); training batches
+get a random 32 x 32 crop of the 4-pixel-padded image and a horizontal flip (``augment``
+option, on by default).
 
 CIFAR-100's 50 + 5 x 10 protocol is ``first=50, n_experiences=6``. Its default backbone is the
 reduced ResNet-18; ``resnet32`` (``benchmark.models``) is the other common choice.

@@ -8,13 +8,15 @@
   in a small in-process memo keyed by the files' paths, sizes and modification times, so a grid
   of runs in one process reads each data set once.
 - ``image_stream`` turns those arrays into a ``StreamData``: class order from the seed, the
-  data set's own train/test split, and float32 inputs normalised per channel
-  ((x / 255 - mean) / std), converted one experience at a time to bound peak memory.
+  data set's own train/test split, inputs kept as uint8 (N, C, H, W) with ``decode`` =
+  ``Normalise(mean, std)``, which makes float32 model inputs ((x / 255 - mean) / std, per
+  channel) batch by batch on the batch's device.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -103,30 +105,66 @@ def check_labels(stream: str, labels: np.ndarray, num_classes: int, path: Path, 
                          f"incomplete; {fix}")
 
 
+def channel_stats(mean: Sequence[float], std: Sequence[float], device=None):
+    """(mean, std) as float32 tensors of shape (1, C, 1, 1) on ``device``."""
+    c = len(mean)
+    return (torch.tensor(mean, dtype=torch.float32, device=device).view(1, c, 1, 1),
+            torch.tensor(std, dtype=torch.float32, device=device).view(1, c, 1, 1))
+
+
 def normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 images (N, C, H, W) as float32 ((x / 255 - mean) / std), per channel."""
-    c = x.shape[1]
-    m = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1)
-    return (x.to(torch.float32).div_(255.0).sub_(m)).div_(s)
+    """uint8 images (N, C, H, W) as float32 ((x / 255 - mean) / std), per channel, on ``x``'s
+    device (a new tensor; ``x`` is left as it is)."""
+    m, s = channel_stats(mean, std, x.device)
+    return x.to(torch.float32, copy=True).div_(255.0).sub_(m).div_(s)
 
 
-def split_normalised(x: np.ndarray, y: np.ndarray, classes_per_step: list[list[int]],
-                     mean: Sequence[float], std: Sequence[float]):
-    """One normalised (x, y) pair per experience, original sample order kept within each."""
+@dataclass(frozen=True)
+class Normalise:
+    """``StreamData.decode`` of uint8 images: ``normalise`` with the data set's per-channel
+    ``mean`` and ``std`` (in 0..1 pixel units); the statistics' tensors are made once per
+    device."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    _stats: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        stats = self._stats.get(x.device)
+        if stats is None:
+            stats = self._stats[x.device] = channel_stats(self.mean, self.std, x.device)
+        m, s = stats
+        return x.to(torch.float32, copy=True).div_(255.0).sub_(m).div_(s)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """``StreamData.decode`` of stored integer inputs: float32 ``x / divisor`` (e.g. the
+    digits' 0..16 pixels or 0..255 bytes to 0..1)."""
+
+    divisor: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.float32) / self.divisor
+
+
+def split_arrays(x: np.ndarray, y: np.ndarray, classes_per_step: list[list[int]]):
+    """One (x, y) tensor pair per experience, ``x`` at its stored dtype, int64 labels, original
+    sample order kept within each."""
     out = []
     for classes in classes_per_step:
         idx = np.flatnonzero(np.isin(y, classes))
-        xs = normalise(torch.from_numpy(np.ascontiguousarray(x[idx])), mean, std)
-        out.append((xs.contiguous(), torch.from_numpy(y[idx].astype(np.int64))))
+        out.append((torch.from_numpy(np.ascontiguousarray(x[idx])),
+                    torch.from_numpy(y[idx].astype(np.int64))))
     return out
 
 
-def image_stream(*, name: str, seed: int, arrays: Arrays, num_classes: int,
-                 mean: Sequence[float], std: Sequence[float], backbone: str,
-                 n_experiences: int, first: Optional[int] = None, augment=None,
+def array_stream(*, name: str, seed: int, arrays: Arrays, num_classes: int, backbone: str,
+                 n_experiences: int, first: Optional[int] = None, decode=None, augment=None,
                  options: Optional[dict] = None) -> StreamData:
-    """A class-incremental stream over uint8 arrays ``(x_train, y_train, x_test, y_test)``."""
+    """A class-incremental stream over arrays ``(x_train, y_train, x_test, y_test)`` (inputs
+    kept at their dtype, decoded batch by batch by ``decode``): class order from the seed,
+    the arrays' own train/test split."""
     x_tr, y_tr, x_te, y_te = arrays
     classes = split_classes(class_order(num_classes, seed), n_experiences, first)
     return StreamData(
@@ -136,11 +174,18 @@ def image_stream(*, name: str, seed: int, arrays: Arrays, num_classes: int,
         input_shape=tuple(int(d) for d in x_tr.shape[1:]),
         backbone=backbone,
         classes_per_step=classes,
-        train=split_normalised(x_tr, y_tr, classes, mean, std),
-        test=split_normalised(x_te, y_te, classes, mean, std),
+        train=split_arrays(x_tr, y_tr, classes),
+        test=split_arrays(x_te, y_te, classes),
         options=dict(options or {}),
         augment=augment,
+        decode=decode,
     )
+
+
+def image_stream(*, mean: Sequence[float], std: Sequence[float], **kwargs) -> StreamData:
+    """``array_stream`` over uint8 images, stored as uint8 and decoded by
+    ``Normalise(mean, std)``."""
+    return array_stream(decode=Normalise(tuple(mean), tuple(std)), **kwargs)
 
 
 def check_bool(stream: str, name: str, value) -> bool:

@@ -1,12 +1,21 @@
 """``split-mnist`` and ``split-fashion-mnist``: 5 experiences x 2 classes from IDX files.
 
-The files are read where torchvision keeps them: ``ROOT/MNIST/raw/`` and
-``ROOT/FashionMNIST/raw/`` hold ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+The four files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each either plain or gzipped
-(``.gz``; the plain file is used when both exist). They are parsed with NumPy (no torchvision
-import unless ``download=True``, which fetches them with torchvision's MNIST/FashionMNIST).
-The split is the data set's own (60,000 train / 10,000 test); the seed decides the class order.
-Inputs are 1 x H x W (28 x 28), normalised with the data set's mean and std; no augmentation.
+(``.gz``; the plain file is used when both exist), are looked for in these folders, in order:
+
+1. the data root's torchvision layout, ``ROOT/MNIST/raw/`` or ``ROOT/FashionMNIST/raw/`` (the
+   data root being ``--data-root``, else ``$CLONEBENCH_DATA``, else ``~/.cache/clonebench/data``);
+2. for Fashion-MNIST only, the system folder of Debian's package ``dataset-fashion-mnist``
+   (``SYSTEM_FOLDERS``: ``/usr/share/datasets/fashion-mnist/``, the four ``.gz`` files side by
+   side).
+
+The first folder holding any of the four files is the one read, and it must hold all four (a
+partial copy is an error, never silently completed from elsewhere). They are parsed with NumPy
+(no torchvision import unless ``download=True``, which fetches missing files into the data
+root with torchvision's MNIST/FashionMNIST). The split is the data set's own (60,000 train /
+10,000 test); the seed decides the class order. Inputs are 1 x H x W (28 x 28) uint8, decoded
+batch by batch by normalising with the data set's mean and std; no augmentation.
 """
 from __future__ import annotations
 
@@ -38,6 +47,10 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 IDX_UBYTE = 0x08
+# Flat folders that system packages fill with the four files, per stream (tests point them
+# elsewhere).
+SYSTEM_FOLDERS = {"split-fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+APT_PACKAGES = {"split-fashion-mnist": "dataset-fashion-mnist"}
 
 
 def parse_idx(data: bytes, ndim: int) -> np.ndarray:
@@ -78,18 +91,37 @@ class MnistFormat:
     def raw(self, root: Path) -> Path:
         return root / self.folder / "raw"
 
-    def fix(self, root: Path) -> str:
-        return (f"put the four {self.title} IDX files ({', '.join(IDX_FILES.values())}, "
-                f"plain or .gz) in {self.raw(root)}, or pass --download")
+    def folders(self, root: Path) -> list[Path]:
+        """Where the files are looked for, in order: the data root's layout, then the system
+        folder (if the stream has one)."""
+        system = SYSTEM_FOLDERS.get(self.stream)
+        return [self.raw(root)] + ([Path(system)] if system is not None else [])
 
-    def find(self, root: Path) -> dict[str, Optional[Path]]:
-        """Each IDX file's path (plain preferred over .gz), or None when neither exists."""
-        raw = self.raw(root)
+    def fix(self, root: Path) -> str:
+        text = (f"put the four {self.title} IDX files ({', '.join(IDX_FILES.values())}, "
+                f"plain or .gz) in {self.raw(root)}, or pass --download")
+        package = APT_PACKAGES.get(self.stream)
+        if package is not None:
+            text += (f", or install Debian's package (apt-get install {package}, which puts "
+                     f"them in {SYSTEM_FOLDERS[self.stream]})")
+        return text
+
+    def find(self, folder: Path) -> dict[str, Optional[Path]]:
+        """Each IDX file's path in ``folder`` (plain preferred over .gz), or None."""
         found = {}
         for key, name in IDX_FILES.items():
-            plain, gz = raw / name, raw / (name + ".gz")
+            plain, gz = folder / name, folder / (name + ".gz")
             found[key] = plain if plain.is_file() else gz if gz.is_file() else None
         return found
+
+    def locate(self, root: Path) -> tuple[Path, dict[str, Optional[Path]]]:
+        """The folder to read (the first of ``folders`` holding any of the four files, else
+        the data root's) and what it holds."""
+        for folder in self.folders(root):
+            paths = self.find(folder)
+            if any(p is not None for p in paths.values()):
+                return folder, paths
+        return self.raw(root), self.find(self.raw(root))
 
     def download(self, root: Path) -> None:
         def fetch():
@@ -112,17 +144,18 @@ class MnistFormat:
             raise corrupt_file_error(self.stream, path, problem, self.fix(root)) from None
 
     def load(self, data_root: Optional[str], download: bool):
-        """(x_train, y_train, x_test, y_test): uint8 (N, 1, H, W) images and int64 labels."""
+        """(x_train, y_train, x_test, y_test): uint8 (N, 1, H, W) images and int64 labels,
+        from the first folder of the search order that holds the files (see the module)."""
         root = resolve_data_root(data_root)
-        paths = self.find(root)
+        folder, paths = self.locate(root)
         if any(p is None for p in paths.values()) and download:
             self.download(root)
-            paths = self.find(root)
-        require_root(self.stream, root, self.fix(root))
+            folder, paths = self.raw(root), self.find(self.raw(root))
+        if folder == self.raw(root):
+            require_root(self.stream, root, self.fix(root))
         for key, path in paths.items():
             if path is None:
-                raise missing_file_error(self.stream, self.raw(root) / IDX_FILES[key],
-                                         self.fix(root))
+                raise missing_file_error(self.stream, folder / IDX_FILES[key], self.fix(root))
         return memoized(self.stream, list(paths.values()), lambda: self._parse(paths, root))
 
     def _parse(self, paths: dict[str, Path], root: Path):
@@ -159,7 +192,8 @@ TRAIN_DEFAULTS = {"epochs": 2, "batch_size": 64, "lr": 0.001, "optimizer": "adam
 
 for _fmt, _summary in (
     (MNIST, "MNIST handwritten digits (IDX files under ROOT/MNIST/raw), 5 x 2 classes"),
-    (FASHION_MNIST, "Fashion-MNIST (IDX files under ROOT/FashionMNIST/raw), 5 x 2 classes"),
+    (FASHION_MNIST, "Fashion-MNIST (IDX files under ROOT/FashionMNIST/raw, else Debian's "
+                    "/usr/share/datasets/fashion-mnist), 5 x 2 classes"),
 ):
     register_stream(
         StreamSpec(

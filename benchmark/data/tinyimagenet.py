@@ -9,13 +9,14 @@ Files, as ``tiny-imagenet-200.zip`` extracts into the data root::
 
 Class c is the c-th wnid in sorted order. The labelled validation set serves as the test split
 (the official test images have no labels). Images are decoded with PIL (several threads),
-converted to RGB (a few are greyscale) and must all share one size (64 x 64). Inputs are
-normalised per channel; training batches get a random crop of the 4-pixel-padded image and a
-horizontal flip (``augment`` option). ``download=True`` fetches the archive from Stanford's
-CS231n site with torchvision's downloader. The seed decides the class order.
+converted to RGB (a few are greyscale) and must all share one size (64 x 64). Inputs are stored
+as uint8 and normalised per channel batch by batch on the device (``decode``); training batches
+get a random crop of the 4-pixel-padded image and a horizontal flip (``augment`` option).
+``download=True`` fetches the archive from Stanford's CS231n site with torchvision's downloader.
+The seed decides the class order.
 
-Memory: the whole data set is held as float32 (about 5.4 GB for 110,000 images); see
-``StreamData.to`` for how it is placed on a GPU.
+Memory: the whole data set is held as uint8 (about 1.35 GB for 110,000 images, where float32
+would take 5.4 GB); see ``StreamData.to`` for how it is placed on a GPU.
 """
 from __future__ import annotations
 
