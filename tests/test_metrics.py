@@ -145,23 +145,55 @@ class TestOneStepStream:
         assert metrics.mean_locality([None]) is None
 
     def test_summary(self):
-        s = metrics.summarize(self.A1, [8], [10], [None], None)
+        s = metrics.summarize(self.A1, [[8]], [10], [None], None)
         assert s == {"final_accuracy": approx(0.8), "final_accuracy_weighted": approx(0.8),
-                     "average_incremental_accuracy": approx(0.8), "forgetting": None,
+                     "average_incremental_accuracy": approx(0.8),
+                     "average_incremental_accuracy_weighted": approx(0.8), "forgetting": None,
                      "bwt": None, "locality": None, "original_locality": None,
                      "old_accuracy": None, "new_accuracy": approx(0.8)}
+
+
+# Correct counts behind A3 with test sets of 40, 50 and 20 samples (experiences of different
+# sizes): row k holds correct[k][j] for j <= k.
+SIZES3 = [40, 50, 20]
+CORRECT3 = [[36, None, None], [38, 40, None], [24, 35, 17]]
+
+
+class TestWeightedAverageIncrementalAccuracy:
+    def test_counts_reproduce_a3(self):
+        for k, row in enumerate(CORRECT3):
+            for j in range(k + 1):
+                assert row[j] / SIZES3[j] == approx(A3[k][j])
+
+    def test_by_hand_with_experiences_of_different_sizes(self):
+        # after step 1: 36 / 40 = 0.9; step 2: (38 + 40) / 90; step 3: (24 + 35 + 17) / 110
+        expected = (0.9 + 78 / 90 + 76 / 110) / 3  # 0.819192
+        value = metrics.weighted_average_incremental_accuracy(CORRECT3, SIZES3)
+        assert value == approx(expected)
+        assert value == approx(0.819191919192)
+        # the mean over experiences differs: (0.9 + 0.875 + 0.716667) / 3
+        assert metrics.average_incremental_accuracy(A3) == approx(0.830555555556)
+
+    def test_equal_sizes_give_the_unweighted_value(self):
+        sizes = [20, 20, 20]
+        correct = [[round(20 * v) if v is not None else None for v in row] for row in A3]
+        assert metrics.weighted_average_incremental_accuracy(correct, sizes) == approx(
+            metrics.average_incremental_accuracy(A3))
 
 
 class TestSummary:
     def test_names_and_values(self):
         # final-row test sets of 40, 50, 20 samples with 24, 35, 17 right (0.6, 0.7, 0.85)
-        s = metrics.summarize(A3, [24, 35, 17], [40, 50, 20], [None, 0.9, 0.5], 0.7)
-        assert set(s) == set(METRIC_NAMES) == {
+        s = metrics.summarize(A3, CORRECT3, SIZES3, [None, 0.9, 0.5], 0.7)
+        assert set(s) == set(metrics.ALL_METRIC_NAMES) == {
             "final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
-            "forgetting", "bwt", "locality", "original_locality", "old_accuracy", "new_accuracy"}
+            "average_incremental_accuracy_weighted", "forgetting", "bwt", "locality",
+            "original_locality", "old_accuracy", "new_accuracy"}
+        assert set(METRIC_NAMES) == set(s) - {"average_incremental_accuracy_weighted"}
         assert s["final_accuracy"] == approx(0.716666666667)
         assert s["final_accuracy_weighted"] == approx(0.690909090909)  # 76 / 110
         assert s["average_incremental_accuracy"] == approx(0.830555555556)
+        assert s["average_incremental_accuracy_weighted"] == approx(0.819191919192)
         assert s["forgetting"] == approx(0.225)
         assert s["bwt"] == approx(-0.20)
         assert s["locality"] == approx(0.7)  # (0.9 + 0.5) / 2

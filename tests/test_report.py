@@ -13,6 +13,7 @@ from scipy import stats as st
 
 from benchmark.cli import main
 from benchmark.report import build, comparisons, formats, tables
+from benchmark.report import claim as claim_module
 from benchmark.run.store import SCHEMA
 
 # Student-t quantiles t_{0.975, df} from a printed table (independent of scipy).
@@ -20,14 +21,19 @@ T975 = {1: 12.706204736, 2: 4.302652730, 3: 3.182446305}
 
 
 def make_record(stream, strategy, seed, final=0.5, forgetting=0.2, locality=0.5, orig=0.4,
-                seconds=(1.0, 1.0), params=(100, 100), status="ok", error=None, hparams=None):
+                seconds=(1.0, 1.0), params=(100, 100), status="ok", error=None, hparams=None,
+                memory=None, info=None, epochs=1):
     """A record with every field the store validates and the runner writes, for a two-step
-    stream: a = [[1, -], [old, new]] with old = 1 - forgetting and (old + new) / 2 = final."""
+    stream: a = [[1, -], [old, new]] with old = 1 - forgetting and (old + new) / 2 = final.
+
+    ``memory`` = (model bytes, state bytes) after each step adds the memory costs, loss curves
+    and ``strategy_info`` (``info``, else the registry's) of a current record; without it the
+    record is an older one, without them."""
     hparams = hparams or {}
     config = {"stream": stream, "stream_options": {"n_experiences": 2}, "backbone": "mlp",
               "strategy": strategy, "hparams": hparams, "seed": seed,
-              "train": {"epochs": 1, "batch_size": 8, "lr": 0.01}, "device": "cpu",
-              "deterministic": False, "source": None, "epochs": 1}
+              "train": {"epochs": epochs, "batch_size": 8, "lr": 0.01}, "device": "cpu",
+              "deterministic": False, "source": None, "epochs": epochs}
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     record = {"schema": SCHEMA, "key": key, "status": status, "error": error, "config": config,
               "classes_per_step": [[0, 1], [2, 3]], "accuracy_matrix": [], "step_locality": [],
@@ -46,6 +52,15 @@ def make_record(stream, strategy, seed, final=0.5, forgetting=0.2, locality=0.5,
             costs={"seconds": list(seconds), "peak_memory_mb": [10.0, 12.0],
                    "memory_kind": "process_max_rss", "parameters": list(params),
                    "trainable_parameters": list(params), "source": None, "total_seconds": 3.0})
+    if memory is not None:
+        from strategies import STRATEGIES
+
+        model, state = memory
+        record["costs"].update(model_bytes=[model, model], state_bytes=[state, state])
+        record["strategy_info"] = info or STRATEGIES[strategy].info()
+        record["steps"] = [{"loss_curve": [{"phase": "train", "epoch": 1, "loss": 1.0 + seed},
+                                           {"phase": "train", "epoch": 2, "loss": 0.5}]}
+                           for _ in range(2)]
     return record
 
 
@@ -85,19 +100,19 @@ def test_summary_numbers_match_hand_computation(one_stream):
     assert list(summary["label"]) == ["joint", "finetune"]  # the reference first
     joint, ft = summary.iloc[0], summary.iloc[1]
     assert bool(joint["reference"]) and not bool(ft["reference"])
+    assert (joint["role"], joint["note"], ft["role"]) == ("reference", "upper bound", "rival")
     assert ft["n"] == 3 and ft["n_failed"] == 1 and ft["seeds"] == "0 1 2"
-    # final accuracy 0.6, 0.7, 0.8: mean 0.7, std 0.1, half-width t * 0.1 / sqrt(3)
-    half = T975[2] * 0.1 / math.sqrt(3)
+    # final accuracy 0.6, 0.7, 0.8: mean 0.7, std 0.1; with 3 seeds the expanded bootstrap
+    # tail (6.8e-8) is below the chance of the all-lowest resample (1/27): [min, max]
     assert ft["final_accuracy_mean"] == pytest.approx(0.7)
     assert ft["final_accuracy_std"] == pytest.approx(0.1)
-    assert ft["final_accuracy_ci_low"] == pytest.approx(0.7 - half, abs=1e-8)
-    assert ft["final_accuracy_ci_high"] == pytest.approx(0.7 + half, abs=1e-8)
+    assert ft["final_accuracy_ci_low"] == pytest.approx(0.6)
+    assert ft["final_accuracy_ci_high"] == pytest.approx(0.8)
     # locality 0.5, 0.5, 0.8: mean 0.6, std sqrt((0.01 + 0.01 + 0.04) / 2)
     std = math.sqrt(0.06 / 2)
     assert ft["locality_mean"] == pytest.approx(0.6)
     assert ft["locality_std"] == pytest.approx(std)
-    assert ft["locality_ci_high"] - ft["locality_mean"] == pytest.approx(
-        T975[2] * std / math.sqrt(3), abs=1e-8)
+    assert (ft["locality_ci_low"], ft["locality_ci_high"]) == pytest.approx((0.5, 0.8))
     # forgetting 0.3, 0.2, 0.1 and BWT its negative; old accuracy = 1 - forgetting
     assert ft["forgetting_mean"] == pytest.approx(0.2)
     assert ft["bwt_mean"] == pytest.approx(-0.2)
@@ -125,7 +140,7 @@ def test_runs_table_has_every_run_and_metric(one_stream):
     assert len(runs) == 5
     failed = runs[runs["status"] == "failed"]
     assert list(failed["error"]) == ["diverged: loss is nan"]
-    for m in tables.METRIC_NAMES:
+    for m in tables.ALL_METRIC_NAMES:
         assert m in runs.columns
     ok = runs[(runs["strategy"] == "finetune") & (runs["status"] == "ok")].sort_values("seed")
     assert list(ok["final_accuracy"]) == pytest.approx([0.6, 0.7, 0.8])
@@ -151,19 +166,29 @@ def test_markdown_and_latex_mark_reference_and_best():
     assert "joint (upper bound)" in rows[0]
     lwf = next(r for r in rows if "| lwf" in r)
     ewc = next(r for r in rows if "| ewc" in r)
-    assert "**70.5 ± " in lwf and "**" not in rows[0]  # best rival bold, reference never
-    assert "60.5 ± " in ewc and "**60.5" not in ewc
+    assert "**70.5 [70.0, 71.0]**" in lwf and "**" not in rows[0]  # best bold, reference never
+    assert "60.5 [60.0, 61.0]" in ewc and "**60.5" not in ewc
     # forgetting ties between the rivals: nobody marked
     assert "**20.0" not in md
     tex = formats.summary_latex(summary)
-    assert "\\toprule" in tex and "joint (upper bound)" in tex and "\\textbf{70.5 $\\pm$" in tex
+    assert "\\toprule" in tex and "joint (upper bound)" in tex
+    assert "\\textbf{70.5 [70.0, 71.0]}" in tex
 
 
 def test_format_cell():
-    assert formats.format_cell(0.7, 0.6, 0.8, "fraction") == "70.0 ± 10.0"
+    assert formats.format_cell(0.7, 0.6, 0.8, "fraction") == "70.0 [60.0, 80.0]"
     assert formats.format_cell(0.7, float("nan"), float("nan"), "fraction") == "70.0"
     assert formats.format_cell(float("nan"), 0, 0, "fraction") == "—"
     assert formats.format_cell(26634, 26634, 26634, "count") == "26,634"
+    assert formats.format_cell(108600, 100000, 120000, "bytes") == "108.6 kB"
+
+
+def test_format_bytes():
+    assert formats.format_bytes(512) == "512 B"
+    assert formats.format_bytes(108600) == "108.6 kB"
+    assert formats.format_bytes(2_400_000) == "2.4 MB"
+    assert formats.format_bytes(3.2e9) == "3.2 GB"
+    assert formats.format_bytes(float("nan")) == "—"
 
 
 def paired_records():
@@ -192,7 +217,14 @@ def test_paired_tests_against_pnc():
     assert ewc["t_statistic"] == pytest.approx(t)
     assert ewc["t_p"] == pytest.approx(2 * st.t.sf(abs(t), 3))
     assert ewc["effect_size_dz"] == pytest.approx(d.mean() / sd)
-    assert ewc["wilcoxon_p"] == pytest.approx(0.125)  # 4 positive differences: 2 / 2^4
+    # 4 paired seeds: the interval of the mean difference is [min, max] (tail 1.2e-4 < 1/256)
+    assert (ewc["difference_low"], ewc["difference_high"]) == pytest.approx((d.min(), d.max()))
+    # Wilcoxon with 4 non-zero differences cannot go below 2 / 2^4, times 2 comparisons (ewc,
+    # lwf; finetune has 1 seed) after Holm = 0.25 >= 0.05: absent, the t-test applies
+    assert ewc["wilcoxon_min_p_holm"] == pytest.approx(0.25)
+    assert math.isnan(ewc["wilcoxon_p"]) and math.isnan(ewc["wilcoxon_p_holm"])
+    assert "Wilcoxon absent" in ewc["reason"]
+    assert ewc["test_applied"] == "t" and ewc["p_holm"] == ewc["t_p_holm"]
     d3 = np.subtract(v["pnc"][:3], v["lwf"])
     lwf = by.loc["lwf"]
     assert lwf["n"] == 3 and lwf["mean_difference"] == pytest.approx(d3.mean())
@@ -204,6 +236,19 @@ def test_paired_tests_against_pnc():
     ft = by.loc["finetune"]
     assert ft["n"] == 1 and math.isnan(ft["t_p"]) and math.isnan(ft["t_p_holm"])
     assert math.isnan(ft["wilcoxon_p"]) and "fewer than 2" in ft["reason"]
+    assert ft["test_applied"] == ""  # no test applies to one pair
+
+
+def test_wilcoxon_shown_where_it_can_reject():
+    """6 seeds, one rival: the smallest exact p is 2 / 2^6 = 0.031 < 0.05, so it is shown."""
+    x = [0.81, 0.77, 0.92, 0.85, 0.88, 0.79]
+    y = [0.70, 0.79, 0.80, 0.72, 0.81, 0.74]  # one negative difference, rank 1 of 6
+    recs = [make_record("s", "pnc", i, final=v) for i, v in enumerate(x)]
+    recs += [make_record("s", "ewc", i, final=v) for i, v in enumerate(y)]
+    row = comparisons.paired_tests(tables.runs_table(recs), metrics=["final_accuracy"]).iloc[0]
+    assert row["wilcoxon_min_p_holm"] == pytest.approx(2 / 64)
+    assert row["wilcoxon_p"] == pytest.approx(4 / 64) == row["wilcoxon_p_holm"]  # W = 1
+    assert row["test_applied"] == "wilcoxon" and row["p_holm"] == pytest.approx(4 / 64)
 
 
 def test_reference_is_not_a_rival():
@@ -211,8 +256,9 @@ def test_reference_is_not_a_rival():
     recs += [make_record("s", "joint", i, final=0.95) for i in range(4)]
     runs = tables.runs_table(recs)
     assert "joint" not in set(comparisons.paired_tests(runs)["strategy"])
-    claim = comparisons.claim_table(runs).iloc[0]
-    assert claim["best_parameter_tuning"] == "lwf"  # joint (0.95) is never a candidate
+    claim = claim_module.claim_table(runs).iloc[0]
+    assert claim["comparison"] == "parameter-tuning"
+    assert claim["rival"] == "lwf"  # joint (0.95) is never a candidate
     assert "joint" not in claim["candidates"]
     unknown = tables.runs_table([make_record("s", "mystery", 0)])
     assert not unknown["reference"].iloc[0]  # unknown names are rivals
@@ -220,13 +266,14 @@ def test_reference_is_not_a_rival():
 
 def test_claim_check_by_hand():
     recs, v = paired_records()
-    claim = comparisons.claim_table(tables.runs_table(recs)).iloc[0]
+    claim = claim_module.claim_table(tables.runs_table(recs)).iloc[0]
     # best parameter-tuning method by mean A_T: ewc 0.735, lwf 0.797, finetune 0.5 -> lwf
-    assert claim["best_parameter_tuning"] == "lwf" and claim["n_pairs"] == 3
-    d = 100 * np.subtract(v["pnc"][:3], v["lwf"])
-    half = T975[2] * np.std(d, ddof=1) / math.sqrt(3)
+    assert claim["rival"] == "lwf" and claim["n_pairs"] == 3
+    d = 100 * np.subtract(v["pnc"][:3], v["lwf"])  # 2, 5, -1 points
     assert claim["accuracy_difference_points"] == pytest.approx(d.mean())
-    assert claim["accuracy_difference_low"] == pytest.approx(d.mean() - half, abs=1e-6)
+    # 3 pairs: the interval is [min, max] of the differences
+    assert claim["accuracy_difference_low"] == pytest.approx(-1.0)
+    assert claim["accuracy_difference_high"] == pytest.approx(5.0)
     assert claim["accuracy_verdict"].startswith("not supported")  # the interval includes 0
     # lwf locality is a constant 0.4: Fieller reduces to the t-interval of L_pnc / 0.4
     lp = np.array(v["loc_pnc"][:3])
@@ -240,13 +287,13 @@ def test_claim_check_by_hand():
 
 
 def test_claim_verdicts():
-    verdict = comparisons.claim_verdict(1.0, 9.0, 5.0, "")
+    verdict = claim_module.claim_verdict(1.0, 9.0, 5.0, "")
     assert verdict.startswith("supported: the interval contains")
-    assert comparisons.claim_verdict(6.0, 9.0, 5.0, "").startswith("supported: the gain exceeds")
-    assert comparisons.claim_verdict(0.5, 2.0, 5.0, "").startswith("partly supported")
-    assert comparisons.claim_verdict(-1.0, 2.0, 5.0, "").startswith("not supported")
-    assert comparisons.claim_verdict(-3.0, -1.0, 5.0, "").startswith("contradicted")
-    assert comparisons.claim_verdict(float("nan"), 2.0, 5.0, "") == "undefined"
+    assert claim_module.claim_verdict(6.0, 9.0, 5.0, "").startswith("supported: the gain exceeds")
+    assert claim_module.claim_verdict(0.5, 2.0, 5.0, "").startswith("partly supported")
+    assert claim_module.claim_verdict(-1.0, 2.0, 5.0, "").startswith("not supported")
+    assert claim_module.claim_verdict(-3.0, -1.0, 5.0, "").startswith("contradicted")
+    assert claim_module.claim_verdict(float("nan"), 2.0, 5.0, "") == "undefined"
 
 
 def test_without_pnc_everything_is_undefined_not_zero(one_stream):
@@ -290,6 +337,10 @@ def test_several_streams_friedman_and_ranks(tmp_path):
     assert fr["friedman_p"] == pytest.approx(math.exp(-chi2 / 2))  # chi-square, 2 dof
     assert fr["nemenyi_cd"] == pytest.approx(2.343 * math.sqrt(k * (k + 1) / (6 * n)),
                                              abs=1e-3)
+    # Iman-Davenport: F = (N - 1) chi2 / (N (k - 1) - chi2) = 2 (14 / 3) / (6 - 14 / 3) = 7 on
+    # (2, 4) degrees of freedom; for F(2, d) the tail is (1 + 2 F / d)^(-d / 2) = 4.5^-2
+    assert fr["iman_davenport_f"] == pytest.approx(7.0)
+    assert fr["iman_davenport_p"] == pytest.approx(4.5 ** -2)
     ranks = read_table(tmp_path, "ranks.csv")
     acc = ranks[ranks["metric"] == "final_accuracy"].set_index("strategy")["average_rank"]
     assert acc.to_dict() == pytest.approx({"pnc": 1.0, "lwf": 7 / 3, "ewc": 8 / 3})

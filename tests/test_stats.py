@@ -10,25 +10,69 @@ from scipy import stats as st
 from benchmark.report import stats
 
 
-def test_t_interval_by_hand():
-    ci = stats.t_interval([1.0, 2.0, 3.0, 4.0])
-    std = math.sqrt((2.25 + 0.25 + 0.25 + 2.25) / 3)
-    half = 3.182446305 * std / 2  # t_{0.975, 3} from a printed table, sqrt(4) = 2
-    assert (ci.mean, ci.n) == (2.5, 4)
-    assert ci.std == pytest.approx(std)
-    assert ci.low == pytest.approx(2.5 - half, abs=1e-8)
-    assert ci.high == pytest.approx(2.5 + half, abs=1e-8)
-    assert ci.half_width == pytest.approx(half, abs=1e-8)
+def test_expanded_tail_by_hand():
+    # alpha'/2 = Phi(-sqrt(n / (n - 1)) t_{0.975, n-1}); t from a printed table
+    for n, t in ((5, 2.776445105), (10, 2.262157163)):
+        z = math.sqrt(n / (n - 1)) * t
+        assert stats.expanded_tail(n) == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)),
+                                                       rel=1e-6)
 
 
-def test_t_interval_drops_missing_and_is_undefined_below_two_values():
-    one = stats.t_interval([0.7, None, float("nan")])
+def test_mean_interval_by_hand():
+    # 2 or 3 seeds: the tail (1.7e-72, 6.8e-8) is below the chance of the all-lowest resample
+    # (1/4, 1/27), so the interval is [min, max]
+    two = stats.mean_interval([0.2, 0.4])
+    assert (two.mean, two.low, two.high, two.n) == pytest.approx((0.3, 0.2, 0.4, 2))
+    three = stats.mean_interval([0.2, 0.4, 0.9])
+    assert (three.low, three.high) == pytest.approx((0.2, 0.9))
+    assert three.std == pytest.approx(math.sqrt(((0.3) ** 2 + 0.1 ** 2 + 0.4 ** 2) / 2))
+    # 5 seeds: tail 0.00095; P(mean = 0.1) = 1/3125 < tail <= P(mean <= 0.12) = 6/3125, so
+    # low = (4 x 0.1 + 0.2) / 5 and, symmetrically, high = (4 x 0.5 + 0.4) / 5
+    five = stats.mean_interval([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert (five.mean, five.low, five.high) == pytest.approx((0.3, 0.12, 0.48))
+
+
+def test_mean_interval_edge_cases():
+    one = stats.mean_interval([0.7, None, float("nan")])
     assert one.n == 1 and one.mean == 0.7
     assert math.isnan(one.std) and math.isnan(one.low) and math.isnan(one.high)
-    none = stats.t_interval([])
+    none = stats.mean_interval([])
     assert none.n == 0 and math.isnan(none.mean)
-    same = stats.t_interval([0.5, 0.5, 0.5])
-    assert (same.low, same.high, same.std) == (0.5, 0.5, 0.0)
+    same = stats.mean_interval([0.5, 0.5, 0.5])
+    assert (same.low, same.high, same.std) == (0.5, 0.5, 0.0)  # a point
+
+
+def test_mean_interval_stays_in_range_where_t_does_not():
+    values = [1.0, 0.99, 1.0, 0.98, 1.0]
+    ci = stats.mean_interval(values)
+    t_high = np.mean(values) + st.t.ppf(0.975, 4) * np.std(values, ddof=1) / math.sqrt(5)
+    assert t_high > 1.0  # a t-interval leaves [0, 1]
+    assert 0.98 <= ci.low < ci.mean < ci.high <= 1.0
+
+
+def test_monte_carlo_bootstrap_is_deterministic_and_within_the_data():
+    x = np.linspace(0.0, 1.0, 12) ** 2
+    first, second = stats.mean_interval(x), stats.mean_interval(x)
+    assert (first.low, first.high) == (second.low, second.high)
+    assert x.min() <= first.low < first.mean < first.high <= x.max()
+
+
+def test_mean_interval_coverage_on_simulated_data():
+    """Coverage of the true mean over 200 samples of 10 Beta(8, 2) values (mean 0.8): close to
+    95% (a plain percentile bootstrap gives about 90%)."""
+    rng = np.random.default_rng(0)
+    hits = [(ci.low <= 0.8 <= ci.high) for ci in
+            (stats.mean_interval(rng.beta(8, 2, 10)) for _ in range(200))]
+    assert 0.88 <= np.mean(hits) <= 0.99
+
+
+def test_wilcoxon_min_p():
+    assert stats.wilcoxon_min_p(5) == pytest.approx(0.0625)
+    assert stats.wilcoxon_min_p(5, comparisons=6) == pytest.approx(0.375)
+    assert stats.wilcoxon_min_p(6) == pytest.approx(1 / 32)
+    assert stats.wilcoxon_min_p(0) == 1.0 and stats.wilcoxon_min_p(2, 4) == 1.0
+    # the exact test really reaches it: 5 positive differences
+    assert st.wilcoxon([0.1, 0.2, 0.3, 0.4, 0.5]).pvalue == pytest.approx(0.0625)
 
 
 def test_paired_comparison_matches_scipy():
@@ -47,6 +91,10 @@ def test_paired_comparison_matches_scipy():
     assert cmp.wilcoxon_statistic == 1 and cmp.wilcoxon_p == pytest.approx(4 / 64)
     assert cmp.effect_size_dz == pytest.approx(d.mean() / np.std(d, ddof=1))
     assert cmp.reason == ""
+    ci = stats.mean_interval(d)
+    assert (cmp.difference_low, cmp.difference_high) == (ci.low, ci.high)
+    assert d.min() <= cmp.difference_low < d.mean() < cmp.difference_high <= d.max()
+    assert cmp.n_nonzero == 6
 
 
 def test_paired_comparison_undefined_cases():
@@ -74,8 +122,10 @@ def test_holm_by_hand():
 
 
 def test_cohens_dz():
-    assert stats.cohens_dz([3.0, 5.0], [1.0, 1.0]) == pytest.approx(3 / math.sqrt(2))
+    assert stats.cohens_dz([3.0, 5.0], [1.0, 2.0]) == pytest.approx(2.5 / math.sqrt(0.5))
     assert math.isnan(stats.cohens_dz([1.0], [0.0]))
+    # a side without variance (a baseline stuck at 0): no effect size, however large the ratio
+    assert math.isnan(stats.cohens_dz([0.99, 0.98, 0.995], [0.0, 0.0, 0.0]))
 
 
 def test_friedman_and_ranks_by_hand():
@@ -94,6 +144,16 @@ def test_friedman_and_ranks_by_hand():
     ref = st.friedmanchisquare(*scores.T)
     assert p == pytest.approx(ref.pvalue)
     assert stats.average_ranks(np.array([[0.5, 0.5, 0.1]])) == pytest.approx([1.5, 1.5, 3])
+
+
+def test_iman_davenport_by_hand():
+    # chi2 = 4.5 over N = 4 blocks, k = 3: F = 3 x 4.5 / (8 - 4.5) on (2, 6) dof;
+    # for F(2, d) the tail is (1 + 2 F / d)^(-d / 2)
+    f, p = stats.iman_davenport(4.5, 4, 3)
+    assert f == pytest.approx(13.5 / 3.5)
+    assert p == pytest.approx((1 + 2 * f / 6) ** -3)
+    assert stats.iman_davenport(8.0, 4, 3) == (math.inf, 0.0)  # every block ranks alike
+    assert all(math.isnan(v) for v in stats.iman_davenport(float("nan"), 4, 3))
 
 
 def test_friedman_undefined_cases():

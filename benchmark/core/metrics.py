@@ -22,7 +22,9 @@ class Metric:
     """A reported quantity: its record name, display label, direction and range.
 
     ``unit`` is ``fraction`` (stored in [0, 1], shown in points), ``count``, ``seconds`` or
-    ``bytes``; ``low`` / ``high`` bound the values (None: unbounded).
+    ``bytes``; ``low`` / ``high`` bound the values (None: unbounded). ``required``: every
+    successful record carries it; a metric added after records were first written is not
+    required (older records lack it and reports show it as missing).
     """
 
     name: str
@@ -32,6 +34,7 @@ class Metric:
     high: Optional[float]
     unit: str
     meaning: str
+    required: bool = True
 
 
 METRICS: tuple[Metric, ...] = (
@@ -53,11 +56,24 @@ METRICS: tuple[Metric, ...] = (
            "accuracy on the last experience"),
     Metric("final_accuracy_weighted", "A_T weighted", True, 0.0, 1.0, "fraction",
            "accuracy over all seen test samples (Avalanche's Top1_Acc_Stream)"),
+    Metric("average_incremental_accuracy_weighted", "AIA weighted", True, 0.0, 1.0,
+           "fraction", "mean over steps k of the accuracy over all test samples seen after "
+           "step k (iCaRL, PODNet)", required=False),
 )
-METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
+# The metrics every successful record must carry (the store refuses records without them).
+METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS if m.required)
+# Every metric a record written now carries.
+ALL_METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 COSTS: tuple[Metric, ...] = (
     Metric("parameters", "Params", False, 0.0, None, "count",
            "parameters of the predicting model after the last step"),
+    Metric("model_bytes", "Model", False, 0.0, None, "bytes",
+           "bytes of every parameter and buffer of the predicting model after the last step"),
+    Metric("state_bytes", "State", False, 0.0, None, "bytes",
+           "bytes kept for later steps besides the model after the last step (buffers, "
+           "previous models, Fisher weights, statistics)"),
+    Metric("total_bytes", "Memory", False, 0.0, None, "bytes",
+           "model_bytes + state_bytes after the last step"),
     Metric("seconds", "Train", False, 0.0, None, "seconds",
            "training seconds summed over steps (source cost excluded)"),
 )
@@ -130,6 +146,19 @@ def weighted_accuracy(correct: Sequence[int], total: Sequence[int]) -> float:
     return float(np.sum(correct) / np.sum(total))
 
 
+def weighted_average_incremental_accuracy(correct: Sequence[Sequence[Optional[int]]],
+                                          sizes: Sequence[int]) -> float:
+    """Mean over steps k of the sample-weighted accuracy after step k over every test sample of
+    experiences 1..k: mean_k (sum_{j<=k} correct[k][j]) / (sum_{j<=k} sizes[j]).
+
+    Equals AIA when all experiences have the same test size; differs once they do not (e.g.
+    CIFAR-100 50 + 5 x 10), where it is the literature's (iCaRL, PODNet) average incremental
+    accuracy over all seen classes.
+    """
+    return float(np.mean([weighted_accuracy(correct[k][:k + 1], sizes[:k + 1])
+                          for k in range(len(correct))]))
+
+
 def accuracy_matrix(predictions: Sequence[Sequence[np.ndarray]],
                     labels: Sequence[np.ndarray]) -> list[list[Optional[float]]]:
     """a[k][j] from ``predictions[k][j]`` (predicted labels on experience j's test set after step
@@ -171,14 +200,16 @@ def original_locality(agree_first: int, size_first: int) -> float:
     return float(agree_first / size_first)
 
 
-def summarize(a: Matrix, correct_final: Sequence[int], sizes: Sequence[int],
+def summarize(a: Matrix, correct: Sequence[Sequence[Optional[int]]], sizes: Sequence[int],
               step_loc: Sequence[Optional[float]], orig_loc: Optional[float]) -> dict:
-    """The record's ``metrics`` block (the names of ``METRICS``) from a run's matrices and
-    counts."""
+    """The record's ``metrics`` block (the names of ``METRICS``) from a run's accuracy matrix,
+    correct-count matrix ``correct[k][j]`` (j <= k), test sizes and locality."""
     values = {
         "final_accuracy": average_accuracy(a),
-        "final_accuracy_weighted": weighted_accuracy(correct_final, sizes),
+        "final_accuracy_weighted": weighted_accuracy(correct[-1], sizes),
         "average_incremental_accuracy": average_incremental_accuracy(a),
+        "average_incremental_accuracy_weighted": weighted_average_incremental_accuracy(
+            correct, sizes),
         "forgetting": forgetting(a),
         "bwt": backward_transfer(a),
         "locality": mean_locality(step_loc),
@@ -186,4 +217,4 @@ def summarize(a: Matrix, correct_final: Sequence[int], sizes: Sequence[int],
         "old_accuracy": old_accuracy(a),
         "new_accuracy": new_accuracy(a),
     }
-    return {name: values[name] for name in METRIC_NAMES}
+    return {name: values[name] for name in ALL_METRIC_NAMES}

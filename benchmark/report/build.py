@@ -7,9 +7,11 @@ file, before anything is written); then, each file atomically:
 - ``tables/runs.csv``: one row per run (failed ones included): identity, every metric, costs;
 - ``tables/steps.csv``: one row per successful run and step: A_k, L_k, old and new accuracy;
 - ``tables/summary.csv|md|tex``: per stream x strategy: n, and per metric mean, std, interval;
-- ``tables/tests.csv``: every rival against ``pnc``, paired by seed, and Friedman tests across
-  streams; ``tables/ranks.csv``: average ranks and the Nemenyi critical difference;
-- ``tables/claim.csv``: the paper-claim check;
+- ``tables/tests.csv``: every rival and ablation against ``pnc``, paired by seed, and the
+  Friedman / Iman-Davenport tests across streams; ``tables/ranks.csv``: average ranks and the
+  Nemenyi critical difference;
+- ``tables/claim.csv``: the paper-claim check, twice per stream;
+- ``tables/ablations.csv``: PNC net of its router, and the routing loss;
 - ``figures/*.png`` and the self-contained ``report.html``.
 """
 from __future__ import annotations
@@ -25,31 +27,31 @@ import pandas as pd
 
 from benchmark.core.metrics import as_matrix
 from benchmark.report import figures, page
-from benchmark.report.comparisons import (
-    CLAIMED_GAIN,
-    CLAIMED_POINTS,
-    claim_table,
-    combine_tests,
-    friedman_tests,
-    paired_tests,
-)
+from benchmark.report.ablations import ablation_table
+from benchmark.report.claim import CLAIMED_GAIN, CLAIMED_POINTS, claim_table
+from benchmark.report.comparisons import ALPHA, combine_tests, friedman_tests, paired_tests
 from benchmark.report.formats import (
     DISPLAY_METRICS,
     SUMMARY_NOTE,
     best_mask,
     display_summary,
+    role_tag,
     summary_latex,
     summary_markdown,
 )
 from benchmark.report.tables import (
     BASELINE,
     SUMMARY_METRICS,
+    label_roles,
+    loss_table,
     runs_table,
     steps_table,
     strategy_order,
     summary_table,
     variant_labels,
 )
+from benchmark.report.tuning import choices_table, trials_table
+from benchmark.run.folder import ReportWriter
 from benchmark.run.store import ResultsStore, atomic_write
 
 
@@ -121,37 +123,43 @@ def build_report(root: Path, quiet: bool = False) -> Path:
     friedman_rows, ranks = friedman_tests(runs)
     tests = combine_tests(paired, friedman_rows)
     claims = claim_table(runs)
-    reference = dict(zip(runs["label"], runs["reference"]))
-    order = strategy_order(runs["label"], reference)
-    charts = figures.all_charts(summary, steps, mean_accuracy_matrices(records), ranks, order,
-                                reference)
+    ablations = ablation_table(runs)
+    roles = label_roles(runs)
+    order = strategy_order(runs["label"], roles)
+    tags = {label: role_tag(role, note) for label, role, note in
+            zip(runs["label"], runs["role"], runs["note"].fillna(""))}
+    charts = figures.all_charts(summary, steps, loss_table(records),
+                                mean_accuracy_matrices(records), ranks, order, tags, roles)
     experiment, experiment_note = read_experiment(root)
     content = page.render(page.ReportContent(
         root=root, runs=runs, summary=summary, display=display_summary(summary),
         best=best_mask(summary), display_metrics=[m.name for m in DISPLAY_METRICS],
         summary_note=SUMMARY_NOTE, units={m.name: m.unit for m in SUMMARY_METRICS},
-        tests=tests, ranks=ranks, claims=claims, claimed_points=CLAIMED_POINTS,
-        claimed_gain=CLAIMED_GAIN, charts=charts, experiment=experiment,
-        experiment_note=experiment_note, environment=environment_table(records)))
+        tests=tests, ranks=ranks, claims=claims, ablations=ablations,
+        claimed_points=CLAIMED_POINTS, claimed_gain=CLAIMED_GAIN, alpha=ALPHA, charts=charts,
+        experiment=experiment, experiment_note=experiment_note,
+        environment=environment_table(records)))
 
-    tables = root / "tables"
-    tables.mkdir(exist_ok=True)
-    atomic_write(tables / "runs.csv", _csv(runs))
-    atomic_write(tables / "steps.csv", _csv(steps))
-    atomic_write(tables / "summary.csv", _csv(summary))
-    atomic_write(tables / "summary.md", summary_markdown(summary))
-    atomic_write(tables / "summary.tex", summary_latex(summary))
-    atomic_write(tables / "tests.csv", _csv(tests))
-    atomic_write(tables / "ranks.csv", _csv(ranks))
-    atomic_write(tables / "claim.csv", _csv(claims))
-    fig_dir = root / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    # Every file under tables/ and figures/ goes through the writer, which refuses a folder
+    # holding files the suite did not write and removes only its own stale ones.
+    out = ReportWriter(root)
+    out.write("tables/runs.csv", _csv(runs))
+    out.write("tables/steps.csv", _csv(steps))
+    out.write("tables/summary.csv", _csv(summary))
+    out.write("tables/summary.md", summary_markdown(summary))
+    out.write("tables/summary.tex", summary_latex(summary))
+    out.write("tables/tests.csv", _csv(tests))
+    out.write("tables/ranks.csv", _csv(ranks))
+    out.write("tables/claim.csv", _csv(claims))
+    out.write("tables/ablations.csv", _csv(ablations))
+    tuning = [r for r in records if r["config"].get("split") == "validation"]
+    if tuning:  # a tuning folder (clonebench tune): its trials and the choices made
+        trials = trials_table(tuning)
+        out.write("tables/trials.csv", _csv(trials))
+        out.write("tables/choices.csv", _csv(choices_table(trials)))
     for chart in charts:
-        atomic_write(fig_dir / chart.name, chart.png)
-    current = {c.name for c in charts}
-    for stale in fig_dir.glob("*.png"):
-        if stale.name not in current:
-            stale.unlink()
+        out.write(f"figures/{chart.name}", chart.png)
+    out.finish()
     report = root / "report.html"
     atomic_write(report, content)
     if not quiet:

@@ -1,8 +1,11 @@
-"""Tidy tables from run records: one row per run, per run and step, and per stream x strategy.
+"""Tidy tables from run records: one row per run, per run and step, per run, step and training
+epoch, and per stream x strategy.
 
-Accuracies, forgetting, BWT and locality are fractions in [0, 1]. A strategy run with several
-configurations in one folder (e.g. two EWC lambdas) gets one label per configuration, e.g.
-``ewc[ewc_lambda=10]``.
+Accuracies, forgetting, BWT and locality are fractions in [0, 1]; memory in bytes. A strategy
+run with several configurations in one folder (e.g. two EWC lambdas) gets one label per
+configuration naming only what differs, each option once, e.g. ``ewc[ewc_lambda=10]``.
+A strategy's role (``rival``, ``reference``, ``ablation``) and family come from its records'
+``strategy_info``, or from the strategy registry for records written before they carried it.
 """
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.metrics import (
+    ALL_METRIC_NAMES,
     COSTS,
-    METRIC_NAMES,
     METRICS,
     average_accuracy,
     new_accuracy,
@@ -24,15 +27,23 @@ from benchmark.report import stats
 
 BASELINE = "pnc"
 SUMMARY_METRICS = METRICS + COSTS
-RUN_ID_COLUMNS = ["key", "stream", "strategy", "label", "reference", "seed", "status", "error",
-                  "epochs", "device", "hparams"]
+RUN_ID_COLUMNS = ["key", "stream", "strategy", "label", "role", "family", "note", "reference",
+                  "seed", "status", "error", "epochs", "device", "hparams"]
+COST_COLUMNS = ["parameters", "model_bytes", "state_bytes", "total_bytes", "seconds",
+                "source_seconds", "peak_memory_mb", "total_seconds"]
 
 
-def is_reference(strategy: str) -> bool:
-    """True for a registered reference strategy (the upper bound); unknown names are rivals."""
-    from strategies import STRATEGIES
+def strategy_info(record: dict) -> dict:
+    """``role``, ``family`` and ``note`` of a record's strategy: from the record's
+    ``strategy_info``, else from the registry; an unknown name is a rival of no family."""
+    info = record.get("strategy_info") or {}
+    if not info.get("role"):
+        from strategies import STRATEGIES
 
-    return strategy in STRATEGIES and STRATEGIES[strategy].reference
+        name = record["config"]["strategy"]
+        info = STRATEGIES[name].info() if name in STRATEGIES else {}
+    return {"role": info.get("role") or "rival", "family": info.get("family") or "",
+            "note": info.get("note") or ""}
 
 
 # ---------------------------------------------------------------- tidy tables from records
@@ -49,9 +60,27 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _label_parts(by_key: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+    """(shown name, config entry) for every entry that differs between configurations; entries
+    sharing a last name (``epochs`` and ``train.epochs``) are shown once by that name when they
+    agree in every configuration, else each by its full dotted name."""
+    idents = list(by_key.values())
+    names = sorted({n for ident in idents for n in ident})
+    differing = [n for n in names if len({i.get(n) for i in idents}) > 1]
+    by_short: dict[str, list[str]] = {}
+    for name in differing:
+        by_short.setdefault(name.split(".")[-1], []).append(name)
+    parts = []
+    for short, group in by_short.items():
+        redundant = all(len({i.get(n) for n in group}) == 1 for i in idents)
+        parts += [(short, group[0])] if redundant else [(n, n) for n in group]
+    return parts
+
+
 def variant_labels(records: Sequence[dict]) -> dict[str, str]:
     """Run key -> label: the strategy name, with ``[option=value, ...]`` appended (the config
-    entries that differ) when one stream holds several configurations of that strategy."""
+    entries that differ, each once) when one stream holds several configurations of that
+    strategy."""
     groups: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
     for r in records:
         cfg = r["config"]
@@ -63,12 +92,11 @@ def variant_labels(records: Sequence[dict]) -> dict[str, str]:
         if len(distinct) == 1:
             labels.update(dict.fromkeys(by_key, strategy))
             continue
-        names = sorted({n for ident in by_key.values() for n in ident})
-        differing = [n for n in names if len({i.get(n) for i in by_key.values()}) > 1]
+        parts = _label_parts(by_key)
         for key, ident in by_key.items():
-            parts = [f"{n.split('.')[-1]}={json.loads(ident[n]) if n in ident else None}"
-                     for n in differing]
-            labels[key] = f"{strategy}[{', '.join(parts)}]"
+            shown = [f"{short}={json.loads(ident[n]) if n in ident else None}"
+                     for short, n in parts]
+            labels[key] = f"{strategy}[{', '.join(shown)}]"
     return labels
 
 
@@ -77,37 +105,43 @@ def _sum_or_nan(values) -> float:
     return float(sum(vals)) if vals else np.nan
 
 
+def _last(values) -> float:
+    """The last entry of a per-step list, NaN when absent or null."""
+    return float(values[-1]) if values and values[-1] is not None else np.nan
+
+
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per run: identity, status, every metric of the record, and costs
-    (``parameters`` after the last step, ``seconds`` of training summed over steps,
+    """One row per run: identity and role, status, every metric of the record (NaN where an
+    older record lacks one), and costs (``parameters``, ``model_bytes``, ``state_bytes`` and
+    their sum ``total_bytes`` after the last step; ``seconds`` of training summed over steps,
     ``source_seconds`` spent obtaining sources, ``peak_memory_mb`` over steps)."""
     labels = variant_labels(records)
-    extra_metrics = sorted({m for r in records for m in r["metrics"]} - set(METRIC_NAMES))
-    metric_cols = [*METRIC_NAMES, *extra_metrics]
+    extra_metrics = sorted({m for r in records for m in r["metrics"]} - set(ALL_METRIC_NAMES))
+    metric_cols = [*ALL_METRIC_NAMES, *extra_metrics]
     rows = []
     for r in records:
         cfg = r["config"]
         costs = r.get("costs") or {}
         source = costs.get("source") or {}
-        params = costs.get("parameters") or []
         memory = [v for v in costs.get("peak_memory_mb") or [] if v is not None]
+        info = strategy_info(r)
         row = {"key": r["key"], "stream": cfg["stream"], "strategy": cfg["strategy"],
-               "label": labels[r["key"]], "reference": is_reference(cfg["strategy"]),
+               "label": labels[r["key"]], **info, "reference": info["role"] == "reference",
                "seed": cfg["seed"], "status": r["status"], "error": r.get("error"),
                "epochs": cfg.get("epochs"), "device": cfg.get("device"),
                "hparams": json.dumps(cfg.get("hparams", {}), sort_keys=True)}
         row.update({m: r["metrics"].get(m) for m in metric_cols})
-        row["parameters"] = params[-1] if params and params[-1] is not None else np.nan
+        row["parameters"] = _last(costs.get("parameters"))
+        row["model_bytes"] = _last(costs.get("model_bytes"))
+        row["state_bytes"] = _last(costs.get("state_bytes"))
+        row["total_bytes"] = row["model_bytes"] + row["state_bytes"]
         row["seconds"] = _sum_or_nan(costs.get("seconds"))
         row["source_seconds"] = _sum_or_nan(source.get("provider_seconds"))
         row["peak_memory_mb"] = max(memory) if memory else np.nan
         row["total_seconds"] = costs.get("total_seconds", np.nan)
         rows.append(row)
-    cols = [*RUN_ID_COLUMNS, *metric_cols, "parameters", "seconds", "source_seconds",
-            "peak_memory_mb", "total_seconds"]
-    table = pd.DataFrame(rows, columns=cols)
-    for c in [*metric_cols, "parameters", "seconds", "source_seconds", "peak_memory_mb",
-              "total_seconds"]:
+    table = pd.DataFrame(rows, columns=[*RUN_ID_COLUMNS, *metric_cols, *COST_COLUMNS])
+    for c in [*metric_cols, *COST_COLUMNS]:
         table[c] = pd.to_numeric(table[c], errors="coerce").astype(float)
     table["reference"] = table["reference"].astype(bool)
     return table.sort_values(["stream", "label", "seed"], kind="stable").reset_index(drop=True)
@@ -136,36 +170,74 @@ def steps_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def strategy_order(labels: Iterable[str], reference: dict[str, bool]) -> list[str]:
-    """Reference strategies first, then ``pnc`` (and its variants), then the rest by name."""
-    return sorted(set(labels), key=lambda s: (not reference.get(s, False),
-                                              s.split("[")[0] != BASELINE, s))
+def loss_table(records: list[dict]) -> pd.DataFrame:
+    """One row per successful run, step k (1-based) and entry of the step's ``loss_curve``:
+    ``index`` (its position within the step), ``phase``, ``epoch`` (1-based within the phase)
+    and ``loss`` (the epoch's mean training loss). Empty for records without loss curves."""
+    labels = variant_labels(records)
+    rows = []
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        for k, step in enumerate(r.get("steps") or []):
+            for i, point in enumerate((step or {}).get("loss_curve") or []):
+                rows.append({"stream": r["config"]["stream"], "label": labels[r["key"]],
+                             "seed": r["config"]["seed"], "step": k + 1, "index": i,
+                             "phase": str(point.get("phase", "train")),
+                             "epoch": point.get("epoch"), "loss": point.get("loss")})
+    table = pd.DataFrame(rows, columns=["stream", "label", "seed", "step", "index", "phase",
+                                        "epoch", "loss"])
+    table["loss"] = pd.to_numeric(table["loss"], errors="coerce").astype(float)
+    return table
+
+
+ROLE_ORDER = {"reference": 0, "rival": 1, "ablation": 2}
+
+
+def strategy_order(labels: Iterable[str], roles: dict[str, str]) -> list[str]:
+    """References first, then ``pnc`` (and its variants), its ablations, then the rivals by
+    name. ``roles`` maps a label to its role (unknown labels are rivals)."""
+    def key(label: str):
+        role = roles.get(label, "rival")
+        pnc_first = 0 if label.split("[")[0] == BASELINE else 1
+        group = 0 if role == "reference" else (1 if pnc_first == 0 else
+                                               (2 if role == "ablation" else 3))
+        return group, label
+
+    return sorted(set(labels), key=key)
+
+
+def label_roles(runs: pd.DataFrame) -> dict[str, str]:
+    """Label -> role over a runs table."""
+    return dict(zip(runs["label"], runs["role"]))
 
 
 def summary_table(runs: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
-    """Per stream x strategy label over successful runs: ``n`` (ok runs), ``n_failed``, and per
-    metric ``<m>_mean``, ``<m>_std``, ``<m>_ci_low``, ``<m>_ci_high`` (Student-t interval;
-    NaN for fewer than 2 values) and ``<m>_n`` (finite values)."""
-    cols = ["stream", "strategy", "label", "reference", "n", "n_failed", "seeds"]
+    """Per stream x strategy label over successful runs: role, family and note, ``n`` (ok
+    runs), ``n_failed``, and per metric and cost ``<m>_mean``, ``<m>_std``, ``<m>_ci_low``,
+    ``<m>_ci_high`` (``stats.mean_interval``: expanded percentile bootstrap over seeds, within
+    the observed values; NaN for fewer than 2 values) and ``<m>_n`` (finite values)."""
+    cols = ["stream", "strategy", "label", "role", "family", "note", "reference", "n",
+            "n_failed", "seeds"]
     cols += [f"{m.name}_{s}" for m in SUMMARY_METRICS
              for s in ("mean", "std", "ci_low", "ci_high", "n")]
     rows = []
-    reference = dict(zip(runs["label"], runs["reference"]))
+    roles = label_roles(runs)
     for stream in sorted(runs["stream"].unique()):
         in_stream = runs[runs["stream"] == stream]
-        for label in strategy_order(in_stream["label"], reference):
+        for label in strategy_order(in_stream["label"], roles):
             group = in_stream[in_stream["label"] == label]
             ok = group[group["status"] == "ok"]
-            row = {"stream": stream, "strategy": group["strategy"].iloc[0], "label": label,
-                   "reference": bool(reference[label]), "n": len(ok),
+            first = group.iloc[0]
+            row = {"stream": stream, "strategy": first["strategy"], "label": label,
+                   "role": first["role"], "family": first["family"], "note": first["note"],
+                   "reference": first["role"] == "reference", "n": len(ok),
                    "n_failed": int((group["status"] != "ok").sum()),
                    "seeds": " ".join(str(s) for s in sorted(ok["seed"]))}
             for m in SUMMARY_METRICS:
-                ci = stats.t_interval(ok[m.name], confidence)
+                ci = stats.mean_interval(ok[m.name], confidence)
                 row.update({f"{m.name}_mean": ci.mean, f"{m.name}_std": ci.std,
                             f"{m.name}_ci_low": ci.low, f"{m.name}_ci_high": ci.high,
                             f"{m.name}_n": ci.n})
             rows.append(row)
     return pd.DataFrame(rows, columns=cols)
-
-
