@@ -1,8 +1,10 @@
 """``clonebench``: run experiments, rebuild reports, list what is registered, and the tools
-(``perf``, ``tune``, ``screenshot``), all from one parser.
+(``perf``, ``tune``, ``screenshot``, ``compare``), all from one parser.
 
-Bad input (unknown names, bad values, malformed config, a foreign results folder) prints one line
-``clonebench: error: ...`` and exits with status 2 without touching existing results.
+Bad input (unknown names, bad values, malformed config, a foreign results folder, a flag that
+takes one value given twice) prints one line ``clonebench: error: ...`` and exits with status 2
+without touching existing results. ``run`` exits with status 1 when a run it recorded failed (a
+last line names them and their record files), 0 when every run is ``ok``.
 """
 from __future__ import annotations
 
@@ -17,20 +19,44 @@ from benchmark.core.errors import UsageError
 DEFAULT_OUT = Path("results/default")
 
 
+class _StoreOnce(argparse.Action):
+    """argparse's ``store``, except that an option given twice is an error (argparse would
+    silently keep the last value)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_options_given", set())
+        if option_string is not None and self.dest in given:
+            raise UsageError(f"{'/'.join(self.option_strings)} given twice; give it once"
+                             + (" (list every value after it)" if self.nargs in ("+", "*")
+                                else ""))
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
     def error(self, message):  # one line, exit 2 (argparse prints the usage too otherwise)
         raise UsageError(message)
 
 
 def _add_run(sub) -> None:
+    from benchmark.run.artifacts import AUTO_SECONDS
+    from benchmark.run.plan import CHECKPOINT_POLICIES
+
     run = sub.add_parser("run", help="run an experiment (default: split-digits, every "
                          "strategy, 5 seeds) and write records, tables and report")
     run.add_argument("--config", type=Path, help="experiment TOML file (flags override it)")
-    run.add_argument("--plugins", help="modules (dotted names or .py files, comma-separated) "
-                     "that register your own strategies or streams")
+    run.add_argument("--plugins", action="append", help="modules (dotted names or .py files, "
+                     "comma-separated; repeatable) that register your own strategies or streams")
     run.add_argument("--stream", help="stream name, or several separated by commas")
     run.add_argument("--strategies", help="comma-separated strategy names (default: all)")
-    run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2 3 4)")
+    run.add_argument("--seeds", nargs="+", metavar="SEEDS", help="seeds: integers and "
+                     "ranges, separated by spaces or commas, e.g. 0 1 2, 0,1,2 or 0-9 "
+                     "(default: 0 1 2 3 4)")
     run.add_argument("--epochs", type=int, help="epochs per step (default: the stream's)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"),
                      help="where to train (default: auto = cuda if available, else cpu)")
@@ -55,8 +81,21 @@ def _add_run(sub) -> None:
                      help="set a strategy hyper-parameter, e.g. ewc.ewc_lambda=100 (repeatable)")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads per run "
                      "(default: 1, the fastest for small models)")
-    run.add_argument("--force", action="store_true", help="recompute runs already finished")
-    run.add_argument("--quiet", action="store_true", help="no progress bars, no per-run lines")
+    run.add_argument("--force", action="store_true", help="recompute runs already finished "
+                     "(a failing recomputation keeps the finished record, and its failure is "
+                     "written beside it)")
+    run.add_argument("--save-models", action="store_true", help="save each run's final model "
+                     "as DIR/models/<key>.pt (local backend)")
+    run.add_argument("--checkpoints", choices=CHECKPOINT_POLICIES, default="auto",
+                     help="per-step checkpoints under DIR/checkpoints/ that a killed run resumes "
+                     "from: auto (default: after steps once a run has trained for "
+                     f"{AUTO_SECONDS:g} s since its last one), always (after every step), off "
+                     "(local backend)")
+    run.add_argument("--log", action="append", metavar="csv|tensorboard", help="attach "
+                     "Avalanche's loggers (comma-separated or repeated), writing under "
+                     "DIR/logs/<key>/ (local backend)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars, no per-run lines, "
+                     "no results table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", type=Path, help="results folder (holding runs/)")
     listing = sub.add_parser("list", help="print streams, backbones, strategies and backends "
                              "with their options and defaults")
-    listing.add_argument("--plugins", help="also load these modules (as for run)")
+    listing.add_argument("--plugins", action="append",
+                         help="also load these modules (as for run)")
     speed.add_arguments(sub.add_parser(
         "perf", help="time a strategy's training through the suite against a plain PyTorch "
         "loop and plain Avalanche on the same model, data and settings"))
@@ -82,11 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     screenshot.add_arguments(sub.add_parser(
         "screenshot", help="render DIR/report.html in headless chromium and check it is not "
         "blank"))
+    compare = sub.add_parser("compare", help="whether two results folders agree within their "
+                             "intervals, per stream, strategy and metric (exit 1 when not)")
+    compare.add_argument("dir_a", type=Path, help="a results folder (holding runs/)")
+    compare.add_argument("dir_b", type=Path, help="another results folder")
     return parser
 
 
 def _experiment_from_args(args):
     from benchmark.run.plan import Experiment, load_experiment, load_plugins, parse_assignment
+    from benchmark.run.words import parse_seeds
 
     plugins = _names(args.plugins)
     load_plugins(plugins)
@@ -97,7 +142,7 @@ def _experiment_from_args(args):
     if args.strategies:
         exp.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if args.seeds:
-        exp.seeds = list(args.seeds)
+        exp.seeds = parse_seeds(args.seeds)
     if args.epochs is not None:
         exp.train["epochs"] = args.epochs
     if args.device:
@@ -127,31 +172,53 @@ def _backend_options(args) -> dict:
     return options
 
 
+def _print_results(out: Path, keys: list[str]) -> None:
+    """The compact results table of the runs ``keys`` recorded in ``out``."""
+    from benchmark.run.console import format_table, summary_rows
+    from benchmark.run.store import ResultsStore, read_record
+
+    store = ResultsStore(out)
+    records = [read_record(store.record_path(k)) for k in dict.fromkeys(keys)
+               if store.record_path(k).exists()]
+    if records:
+        print(format_table(summary_rows(records)))
+
+
 def cmd_run(args) -> int:
+    from benchmark.run.console import failure_line
     from benchmark.run.grid import run_experiment
     from benchmark.run.plan import ExecOptions
 
     exp = _experiment_from_args(args)
     out = args.out or (Path("results") / exp.name if args.config else DEFAULT_OUT)
     exec_options = ExecOptions(data_root=args.data_root, download=args.download,
-                               threads=args.threads)
+                               threads=args.threads, checkpoints=args.checkpoints,
+                               loggers=tuple(_names(args.log)))
     start = time.perf_counter()
-    counts = run_experiment(exp, out, exec_options, backend=args.backend,
-                            backend_options=_backend_options(args), force=args.force,
-                            quiet=args.quiet)
-    elsewhere = counts.get("elsewhere", 0)
-    by_others = f", {elsewhere} by another driver" if elsewhere else ""
-    print(f"{counts['planned']} runs: {counts['ok']} done, {counts['failed']} failed, "
-          f"{counts['skipped'] - elsewhere} already finished{by_others}; "
-          f"{time.perf_counter() - start:.1f} s; results in {out}/")
+    outcome = run_experiment(exp, out, exec_options, backend=args.backend,
+                             backend_options=_backend_options(args), force=args.force,
+                             quiet=args.quiet, save_models=args.save_models)
+    if not args.quiet:
+        _print_results(out, outcome.keys)
+    by_others = f", {outcome.elsewhere} by another driver" if outcome.elsewhere else ""
+    print(f"{outcome.planned} runs: {outcome.ok} done, {outcome.failed} failed, "
+          f"{outcome.skipped - outcome.elsewhere} already finished{by_others}; "
+          f"{time.perf_counter() - start:.1f} s; results in {out}/", flush=True)
+    if outcome.failures:
+        print(failure_line(outcome.failures), file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_report(args) -> int:
     from benchmark.report.build import build_report
+    from benchmark.run.describe import write_description
+    from benchmark.run.store import ResultsStore
 
     if not (args.dir / "runs").is_dir():
         raise UsageError(f"{args.dir} is not a results folder (no runs/ inside)")
+    ResultsStore(args.dir).check()
+    write_description(args.dir)
     path = build_report(args.dir)
     print(f"report rebuilt in {path}")
     return 0
@@ -162,8 +229,9 @@ def _print_options(options, indent: str = "      ") -> None:
         print(f"{indent}{opt.describe()}")
 
 
-def _names(text: Optional[str]) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
+def _names(texts: Optional[list[str]]) -> list[str]:
+    """Names from repeatable, comma-separated flag values."""
+    return [t.strip() for text in texts or [] for t in text.split(",") if t.strip()]
 
 
 def cmd_list(args) -> int:
@@ -201,12 +269,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command in ("perf", "tune", "screenshot"):
+        if args.command in ("perf", "tune", "screenshot", "compare"):
             from benchmark.perf import speed
-            from benchmark.report import screenshot
+            from benchmark.report import compare, screenshot
             from benchmark.tune import sweep
 
-            tool = {"perf": speed, "tune": sweep, "screenshot": screenshot}[args.command]
+            tool = {"perf": speed, "tune": sweep, "screenshot": screenshot,
+                    "compare": compare}[args.command]
             return tool.run(args)
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list}[args.command](args)
     except UsageError as err:

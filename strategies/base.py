@@ -19,7 +19,10 @@ unchanged. Differences:
   have one phase (the experience's data, ``self.optimizer``, ``self.model``, the criterion);
   PNC has several (gate training, one per candidate position, the refit);
 - the mean loss of every epoch of every phase is kept in ``loss_curve`` (one list per step);
-- a NaN or infinite loss at the end of an epoch raises ``DivergenceError``.
+- a NaN or infinite loss at the end of an epoch raises ``DivergenceError``;
+- ``checkpoint_state()`` / ``restore_checkpoint_state(state)`` save and restore what the
+  strategy keeps between steps (``benchmark.core.strategy_state``), so a long run resumes
+  after its last finished step with the same result.
 
 Options: a subclass declares its hyper-parameters once, as ``OPTIONS`` (``Option``s); the
 constructor takes them as keyword arguments and validates them (``self.hp`` holds the resolved
@@ -40,8 +43,15 @@ from torch import nn
 
 from benchmark.core.errors import DivergenceError
 from benchmark.core.options import Option, resolve, split_declared
+from benchmark.core.strategy_state import restore_strategy_state, strategy_state
 from benchmark.core.tensors import TensorExperience, TensorLoader, decoded
 
+# The template's attributes that only live during a step (and the evaluator, whose loggers
+# belong to the process): not part of a checkpoint.
+TRANSIENT = frozenset({
+    "experience", "adapted_dataset", "dataloader", "mbatch", "mb_output", "loss", "_phase",
+    "_epoch_loss", "_epoch_batches", "_eval_streams", "current_eval_stream", "evaluator",
+})
 ITERATION_EVENTS = (
     "before_training_iteration", "before_forward", "after_forward", "before_backward",
     "after_backward", "before_update", "after_update", "after_training_iteration",
@@ -202,7 +212,9 @@ class FastTemplate(SupervisedTemplate):
     def make_train_dataloader(self, shuffle: bool = True, **kwargs):
         if isinstance(self.experience, TensorExperience):
             self.dataloader = self.experience_loader(shuffle=shuffle)
-        else:
+        else:  # like TensorLoader, skip a final batch of one sample (BatchNorm cannot train)
+            single = len(self.adapted_dataset) % self.train_mb_size == 1
+            kwargs["drop_last"] = kwargs.get("drop_last", False) or single
             super().make_train_dataloader(shuffle=shuffle, **kwargs)
 
     # ---- the training loop ---------------------------------------------------------------
@@ -316,6 +328,18 @@ class FastTemplate(SupervisedTemplate):
     def state_bytes(self) -> int:
         """Bytes of everything else kept for later steps (default: the plugins' state)."""
         return sum(plugin_state_bytes(p) for p in self.plugins)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What the strategy keeps between steps (model, optimizer, generator, plugins, its
+        own attributes) and the global random states, for ``torch.save``; call it between
+        steps."""
+        return strategy_state(self, TRANSIENT)
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Continues from ``checkpoint_state()`` of a strategy built the same way (same class,
+        options, context and plugins): the next ``train`` gives what the saved one's would."""
+        restore_strategy_state(self, state)
 
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor, step: Optional[int] = None) -> torch.Tensor:

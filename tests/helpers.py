@@ -86,3 +86,52 @@ def snapshot(root: Path) -> Snapshot:
 def copy_results(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def comparable(record: dict) -> dict:
+    """A record without what legitimately differs between two executions of one run: when
+    and where it ran (``created``, ``environment``, which says whether it resumed) and what it
+    cost in time and memory (the source block holds its times and cache hits)."""
+    kept = {k: v for k, v in record.items() if k not in ("created", "environment")}
+    kept["costs"] = {k: v for k, v in record["costs"].items()
+                     if k not in ("seconds", "total_seconds", "peak_memory_mb", "source")}
+    return kept
+
+
+def override(base: list, extra: list) -> list:
+    """``base`` CLI arguments with every flag that ``extra`` gives removed (with its values),
+    then ``extra``: each flag given once, as ``clonebench`` requires."""
+    flags = {a for a in map(str, extra) if a.startswith("--")}
+    kept, dropping = [], False
+    for arg in base:
+        if str(arg).startswith("--"):
+            dropping = arg in flags
+        if not dropping:
+            kept.append(arg)
+    return kept + list(extra)
+
+
+def build_strategy(name: str, data, settings, seed: int = 0, plugins=(), backbone: str = "mlp"):
+    """The registered strategy ``name`` with its default options on ``data``'s backbone, built
+    as the runner builds it (expert sources, theta_0, the stream's sample size and budget)."""
+    from benchmark.core.models import make_backbone
+    from benchmark.data import STREAMS
+    from benchmark.run.sources import ExpertProvider
+    from strategies import STRATEGIES, StrategyContext
+
+    spec = STRATEGIES[name]
+
+    def make_model():
+        return make_backbone(backbone, data.num_classes, data.input_shape, seed=seed)
+
+    model = make_model()
+    theta0 = {k: v.clone() for k, v in model.state_dict().items()}
+    identity = {"test": name, "stream": data.name, "seed": seed, "backbone": backbone}
+    provider = ExpertProvider(make_model, theta0, settings, identity, torch.device("cpu"))
+    memory = STREAMS[data.name].memory_bytes if data.name in STREAMS else None
+    ctx = StrategyContext(device=torch.device("cpu"), train=settings, seed=seed,
+                          num_classes=data.num_classes,
+                          source_provider=provider if spec.uses_source else None,
+                          initial_state=theta0, sample_bytes=data.sample_bytes,
+                          memory_bytes=memory, plugins=list(plugins))
+    return spec.build(model, ctx, **spec.resolve({}))

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SMALL_ARGS, run_cli, snapshot
+from helpers import SMALL_ARGS, override, run_cli, snapshot
 
 from benchmark.data import STREAMS
 from strategies import STRATEGIES
@@ -102,6 +102,16 @@ BAD_INPUTS = [
     ("foreign-json-in-runs", _foreign_json_in_runs, [], ["0000000000000000.json"]),
     ("truncated-record", _truncated_record, [], ["corrupt"]),
     ("renamed-record", _renamed_record, [], ["ffffffffffffffff"]),
+    ("repeated-epochs", None, ["--epochs", "1", "--epochs", "2"], ["--epochs given twice"]),
+    ("repeated-device", None, ["--device", "cpu", "--device", "cpu"],
+     ["--device given twice"]),
+    ("repeated-out", None, ["--out", "{here}", "--out", "elsewhere"], ["--out given twice"]),
+    ("repeated-seeds", None, ["--seeds", "0", "--seeds", "1"], ["--seeds given twice"]),
+    ("repeated-backend", None, ["--backend", "local", "--backend", "ray"],
+     ["--backend given twice"]),
+    ("repeated-config", _config("seeds = [0]\n"), [*CONFIG, *CONFIG], ["--config given twice"]),
+    ("unknown-logger", None, ["--log", "csv,wandb"], ["wandb"]),
+    ("name-with-a-path", _config('name = "../../etc/x"\n'), CONFIG, ["bad name"]),
 ]
 
 
@@ -111,9 +121,10 @@ def test_bad_run_input_is_one_line_exit_2_and_touches_nothing(small_copy, change
     if change is not None:
         change(small_copy)
     here = small_copy.parent
-    extra = [a.format(cfg=here / "exp.toml", missing=here / "missing.toml") for a in extra]
+    extra = [a.format(cfg=here / "exp.toml", missing=here / "missing.toml", here=small_copy)
+             for a in extra]
     before = snapshot(small_copy)
-    result = run_cli([*SMALL_ARGS, "--out", small_copy, *extra])
+    result = run_cli(override([*SMALL_ARGS, "--out", small_copy], extra))
     assert result.code == 2
     assert_one_error_line(result.err, *names)
     assert result.out == ""
@@ -165,7 +176,7 @@ class TestRealProcess:
 
     def test_bad_device(self, small_copy):
         before = snapshot(small_copy)
-        proc = clonebench(*SMALL_ARGS, "--out", small_copy, "--device", "tpu")
+        proc = clonebench(*override([*SMALL_ARGS, "--out", small_copy], ["--device", "tpu"]))
         assert proc.returncode == 2
         assert_one_error_line(proc.stderr, "tpu")
         assert snapshot(small_copy) == before
@@ -196,7 +207,8 @@ class TestRealProcess:
     def test_unknown_stream(self, small_copy):
         """Goes through the imports of torch and Avalanche: no warning may reach stderr."""
         before = snapshot(small_copy)
-        proc = clonebench(*SMALL_ARGS, "--out", small_copy, "--stream", "split-nope")
+        proc = clonebench(*override([*SMALL_ARGS, "--out", small_copy],
+                                    ["--stream", "split-nope"]))
         assert proc.returncode == 2
         assert_one_error_line(proc.stderr, "split-nope")
         assert proc.stdout == ""

@@ -152,15 +152,22 @@ def test_queue_does_not_redo_a_run_recorded_before_it_was_claimed(tmp_path):
 
 
 def test_diverging_runs_fail_with_one_line_each_and_the_grid_goes_on(tmp_path, capsys):
+    """The grid goes on, the command exits with status 1 and its last line names the failed
+    runs and their record files."""
     config = tmp_path / "diverge.toml"
     config.write_text('name = "diverge"\nstrategies = ["finetune"]\nseeds = [0, 1]\n'
                       'device = "cpu"\n[train]\nepochs = 1\nlr = 1e12\noptimizer = "sgd"\n')
     out = tmp_path / "out"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main(["run", "--config", str(config), "--out", str(out)]) == 0
+        assert main(["run", "--config", str(config), "--out", str(out)]) == 1
     assert [str(w.message) for w in caught if w.category is not DeprecationWarning] == []
     captured = capsys.readouterr()
+    last = captured.err.splitlines()[-1]
+    paths = sorted(str(p) for p in (out / "runs").glob("*.json"))
+    assert re.fullmatch(r'2 runs failed: finetune seed 0 \((.+)\), finetune seed 1 '
+                        r'\((.+)\); see their "error"', last), last
+    assert sorted(re.findall(r"\(([^)]+\.json)\)", last)) == paths
     failed_lines = [line for line in captured.err.splitlines() if line.startswith("run ")]
     assert len(failed_lines) == 2
     for line in failed_lines:

@@ -87,6 +87,45 @@ def kill_worker(tmp_path, monkeypatch):
     ray.cloudpickle.unregister_pickle_by_value(module)
 
 
+@pytest.mark.ray
+def test_the_local_instance_talks_over_loopback_only(ray_session):
+    """The local Ray instance started by the suite (and its tests) takes 127.0.0.1 as its node
+    address, not the machine's network address, and the switch is undone afterwards."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+
+
+def test_the_loopback_switch_is_undone_after_the_session(monkeypatch):
+    from benchmark.run import ray_backend
+
+    ray_backend.require_ray()
+    from ray._private import ray_constants
+
+    monkeypatch.setenv(ray_backend.CLUSTER_SWITCH, "1")
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    session = ray_backend.RaySession()
+    session._loopback_only()
+    assert os.environ[ray_backend.CLUSTER_SWITCH] == "0"
+    assert ray_constants.ENABLE_RAY_CLUSTER is False
+    session.__exit__(None, None, None)
+    assert os.environ[ray_backend.CLUSTER_SWITCH] == "1"
+    assert ray_constants.ENABLE_RAY_CLUSTER is True
+
+
+def test_ray_refuses_options_that_write_where_runs_execute(tmp_path):
+    exp = tiny_experiment()
+    for kwargs, flag in ((dict(save_models=True), "--save-models"),
+                         (dict(exec_options=ExecOptions(loggers=("csv",))), "--log"),
+                         (dict(exec_options=ExecOptions(checkpoints="always")),
+                          "--checkpoints always")):
+        with pytest.raises(UsageError, match=f"{flag} writes files where each run executes"):
+            run_experiment(exp, tmp_path / "out", backend="ray", quiet=True, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_ray_is_one_usage_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
     out = tmp_path / "out"
@@ -149,7 +188,7 @@ def test_cli_ray_backend_records_diverged_runs_as_failed(ray_session, tmp_path, 
     config.write_text('strategies = ["finetune"]\nseeds = [0, 1]\ndevice = "cpu"\n'
                       '[train]\nepochs = 1\nlr = 1e12\noptimizer = "sgd"\n')
     out = tmp_path / "out"
-    assert main(["run", "--config", str(config), "--backend", "ray", "--out", str(out)]) == 0
+    assert main(["run", "--config", str(config), "--backend", "ray", "--out", str(out)]) == 1
     captured = capsys.readouterr()
     failed = [line for line in captured.err.splitlines() if line.startswith("run ")]
     assert len(failed) == 2 and "Traceback" not in captured.err
@@ -162,9 +201,9 @@ def test_cli_ray_backend_records_diverged_runs_as_failed(ray_session, tmp_path, 
 @pytest.mark.ray
 def test_run_whose_worker_dies_once_is_retried(ray_session, tmp_path, kill_worker):
     kill_marker = kill_worker(times=1)
-    counts = run_experiment(tiny_experiment(seeds=[0]), tmp_path / "out", backend="ray",
-                            quiet=True, build_report=False)
-    assert counts["ok"] == 1 and counts["failed"] == 0
+    outcome = run_experiment(tiny_experiment(seeds=[0]), tmp_path / "out", backend="ray",
+                             quiet=True, build_report=False)
+    assert outcome.ok == 1 and outcome.failed == 0
     assert sorted(p.name for p in kill_marker.iterdir()) == ["attempt-1", "attempt-2"]
     (record,) = ResultsStore(tmp_path / "out").records()
     assert record["status"] == "ok" and record["metrics"]["final_accuracy"] > 0
@@ -176,10 +215,10 @@ def test_run_whose_worker_keeps_dying_fails_and_the_grid_goes_on(ray_session, tm
     kill_marker = kill_worker(times=2)
     exp = tiny_experiment()
     first, second = exp.run_configs()
-    counts = run_experiment(exp, tmp_path / "out", backend="ray", quiet=True,
-                            build_report=False,
-                            backend_options={"max_retries": 1, "cpus_per_run": CPUS_PER_RUN})
-    assert counts["ok"] == 1 and counts["failed"] == 1
+    outcome = run_experiment(exp, tmp_path / "out", backend="ray", quiet=True,
+                             build_report=False,
+                             backend_options={"max_retries": 1, "cpus_per_run": CPUS_PER_RUN})
+    assert outcome.ok == 1 and outcome.failed == 1
     assert len(list(kill_marker.iterdir())) == 3  # 2 attempts of the first run, 1 of the second
     records = records_by_key(tmp_path / "out")
     assert records[first.key]["status"] == "failed"

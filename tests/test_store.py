@@ -6,7 +6,8 @@ import os
 import pytest
 
 from benchmark.core.errors import RecordError, UsageError
-from benchmark.run import store as store_mod
+from benchmark.run import folder as folder_mod
+from benchmark.run.folder import FORMAT, read_marker
 from benchmark.run.store import SCHEMA, ResultsStore, atomic_write, read_record, validate_record
 
 METRICS = {"final_accuracy": 0.5, "final_accuracy_weighted": 0.5,
@@ -46,12 +47,12 @@ class TestAtomicWrite:
 
     def test_overwrite_replaces_the_content(self, tmp_path):
         store = ResultsStore(tmp_path).check(create=True)
-        store.write(make_record())
         failed = make_record(status="failed")
         failed["error"] = "diverged: loss became nan"
         store.write(failed)
+        store.write(make_record())
         assert files_in(tmp_path / "runs") == ["0123456789abcdef.json"]
-        assert store.load_all()["0123456789abcdef"]["status"] == "failed"
+        assert store.load_all()["0123456789abcdef"]["status"] == "ok"
 
     def test_failed_rename_keeps_the_old_content_and_no_temp_file(self, tmp_path, monkeypatch):
         target = tmp_path / "a.json"
@@ -60,7 +61,7 @@ class TestAtomicWrite:
         def broken_replace(src, dst):
             raise OSError("disk full")
 
-        monkeypatch.setattr(store_mod.os, "replace", broken_replace)
+        monkeypatch.setattr(folder_mod.os, "replace", broken_replace)
         with pytest.raises(OSError, match="disk full"):
             atomic_write(target, "new\n")
         assert target.read_text() == "old\n"
@@ -184,3 +185,51 @@ def test_records_are_refused_not_silently_skipped(tmp_path):
     with pytest.raises(RecordError, match="1111111111111111"):
         store.load_all()
     assert os.path.exists(tmp_path / "runs" / "1111111111111111.json")
+
+
+class TestFailureBesideAGoodRecord:
+    def failed(self, key="0123456789abcdef"):
+        record = make_record(key, status="failed")
+        record["error"] = "RuntimeError: PytorchStreamReader failed reading zip archive"
+        return record
+
+    def test_a_failure_never_replaces_an_ok_record(self, tmp_path):
+        store = ResultsStore(tmp_path).check(create=True)
+        good = store.write(make_record())
+        before = good.read_bytes()
+        beside = store.write(self.failed())
+        assert beside.name == "0123456789abcdef.failed.json"
+        assert good.read_bytes() == before
+        assert [r["status"] for r in store.records()] == ["ok"]
+        assert [r["error"] for r in store.failures()] == [self.failed()["error"]]
+        assert store.finished_keys() == {"0123456789abcdef"}
+        ResultsStore(tmp_path).check()  # the store understands the file
+
+    def test_a_success_replaces_both(self, tmp_path):
+        store = ResultsStore(tmp_path).check(create=True)
+        store.write(make_record())
+        store.write(self.failed())
+        store.write(make_record())
+        assert files_in(tmp_path / "runs") == ["0123456789abcdef.json"]
+
+    def test_a_failure_file_holding_an_ok_record_is_refused(self, tmp_path):
+        store = ResultsStore(tmp_path).check(create=True)
+        store.write(make_record())
+        (tmp_path / "runs" / "0123456789abcdef.failed.json").write_text(
+            json.dumps(make_record()))
+        with pytest.raises(RecordError, match="only failures are kept beside a record"):
+            list(store.failures())
+
+
+class TestMarker:
+    def test_the_first_write_marks_the_folder(self, tmp_path):
+        store = ResultsStore(tmp_path / "new").check(create=True)
+        assert not (tmp_path / "new").exists()  # checking writes nothing
+        store.write(make_record())
+        assert read_marker(tmp_path / "new") == {"format": FORMAT, "report_files": []}
+
+    def test_an_empty_folder_is_accepted_and_a_foreign_one_refused(self, tmp_path):
+        ResultsStore(tmp_path).check(create=True)
+        (tmp_path / "tables").mkdir()
+        with pytest.raises(UsageError, match="not a clonebench results folder"):
+            ResultsStore(tmp_path).check(create=True)

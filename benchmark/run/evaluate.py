@@ -69,6 +69,6 @@ class StepEvaluation:
             "original_agreement": orig_agree,
             "step_locality": step_loc,
             "original_locality": orig_loc,
-            "metrics": metrics.summarize(acc, self.correct[n - 1], self.sizes, step_loc,
+            "metrics": metrics.summarize(acc, self.correct[:n], self.sizes, step_loc,
                                          orig_loc),
         }

@@ -1,10 +1,14 @@
 """Running an experiment's grid of runs through a backend.
 
-``run_experiment`` plans the grid, skips runs already finished (status ``ok``; failed runs are
-tried again), and hands the rest to a backend through a ``RunQueue``. The driver alone writes
-each record, as soon as the backend returns it, so an interrupted grid (Ctrl-C, ``kill -9``)
-loses at most the runs in flight and the same command afterwards completes it. At the end it
-rebuilds the tables and report.
+``run_experiment`` plans the grid and checks everything it will read (names, options, data,
+source checkpoints, the results folder) before it writes anything; then it skips runs already
+finished (status ``ok``; failed runs are tried again), and hands the rest to a backend through a
+``RunQueue``. The driver alone writes each record, as soon as the backend returns it (a failed
+rerun of a finished run goes beside its good record, ``benchmark.run.store``), so an
+interrupted grid (Ctrl-C, ``kill -9``) loses at most the runs in flight and the same command
+afterwards completes it; runs with per-step checkpoints resume after their last one
+(``benchmark.run.artifacts``). At the end it rebuilds ``experiment.json`` from all the folder's
+records (``benchmark.run.describe``), the tables and the report.
 
 Several drivers may work on one results folder at once (``benchmark.run.queue``). Backends are
 in ``benchmark.run.backends``.
@@ -12,20 +16,45 @@ in ``benchmark.run.backends``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from benchmark.core.errors import UsageError
 from benchmark.core.options import resolve
 from benchmark.data import get_stream
+from benchmark.run.artifacts import remove_checkpoints
 from benchmark.run.backends import BACKENDS
 from benchmark.run.claims import Claims
+from benchmark.run.describe import write_description
 from benchmark.run.plan import ExecOptions, Experiment, RunConfig
+from benchmark.run.preflight import check_sources
 from benchmark.run.progress import progress_bar
 from benchmark.run.queue import POLL_SECONDS, RunQueue
-from benchmark.run.store import ResultsStore, atomic_write
+from benchmark.run.store import ResultsStore
+
+CHECKPOINTS, MODELS, LOGS = "checkpoints", "models", "logs"
+
+
+@dataclass
+class GridOutcome:
+    """What one ``run_experiment`` did.
+
+    ``ok`` and ``failed`` count the runs this driver recorded; ``skipped`` those already
+    finished or recorded by another driver meanwhile (``elsewhere`` counts the latter);
+    ``keys`` are every planned run's; ``failures`` holds (config, record file) of each run this
+    driver recorded as failed.
+    """
+
+    planned: int
+    keys: list[str]
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    elsewhere: int = 0
+    failures: list[tuple[dict, Path]] = field(default_factory=list)
 
 
 def _plan_without_device(exp: Experiment) -> list[RunConfig]:
@@ -36,38 +65,64 @@ def _plan_without_device(exp: Experiment) -> list[RunConfig]:
 
 
 def check_data(configs: list[RunConfig], data_root: Optional[str], download: bool) -> None:
-    """Builds each stream that reads a data root once, so that missing or corrupt files stop
+    """Builds each stream that reads files once, so that missing or corrupt files stop
     the grid with one line before anything is written (the local backend reads them here
     anyway, and streams keep what they read in memory for the runs)."""
     for name in dict.fromkeys(c.stream for c in configs):
         spec = get_stream(name)
-        if spec.needs_data_root:
+        if spec.reads_files:
             cfg = next(c for c in configs if c.stream == name)
             spec.build(seed=cfg.seed, data_root=data_root, download=download,
                        **cfg.stream_options)
 
 
+def _with_run_files(exec_options: ExecOptions, out: Path, backend: str,
+                    save_models: bool) -> ExecOptions:
+    """``exec_options`` with the folders where runs write files (checkpoints, models, logs).
+
+    Runs write them where they execute, so with the Ray backend (no shared disk) asking for
+    them is a UsageError, and automatic checkpoints are off."""
+    if backend == "ray":
+        asked = [flag for flag, on in (("--log", bool(exec_options.loggers)),
+                                       ("--save-models", save_models),
+                                       ("--checkpoints always", exec_options.checkpoints ==
+                                        "always")) if on]
+        if asked:
+            raise UsageError(f"{asked[0]} writes files where each run executes, which the Ray "
+                             "backend does not bring back; use it with --backend local")
+        return dataclasses.replace(exec_options, checkpoint_dir=None, model_dir=None,
+                                   log_dir=None)
+    return dataclasses.replace(
+        exec_options,
+        checkpoint_dir=out / CHECKPOINTS if exec_options.checkpoints != "off" else None,
+        model_dir=out / MODELS if save_models else None,
+        log_dir=out / LOGS if exec_options.loggers else None)
+
+
 def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecOptions(),
                    backend: str = "local", backend_options: Optional[dict[str, Any]] = None,
                    force: bool = False, quiet: bool = False, build_report: bool = True,
-                   poll_seconds: float = POLL_SECONDS) -> dict:
-    """Runs every missing run of ``exp`` into ``out``; returns counts of what happened.
+                   poll_seconds: float = POLL_SECONDS, save_models: bool = False
+                   ) -> GridOutcome:
+    """Runs every missing run of ``exp`` into ``out``; returns what happened.
 
-    Counts: ``planned``, ``ok`` and ``failed`` (runs this driver recorded), ``skipped`` (already
-    finished, or recorded by another driver meanwhile; ``elsewhere`` counts the latter).
-    ``backend_options`` are the backend's declared options (``benchmark.run.backends``).
+    ``backend_options`` are the backend's declared options (``benchmark.run.backends``);
+    ``save_models`` writes each run's final model under ``out/models/``. Nothing is written
+    before the whole input is checked (UsageError otherwise).
     """
     out = Path(out)
     spec = BACKENDS.get(backend)
     backend_options = resolve(spec.options, backend_options or {}, backend, "backend")
     run_backend = spec.load()
     configs = _plan_without_device(exp) if backend == "ray" else exp.run_configs()
+    exec_options = _with_run_files(exec_options, out, backend, save_models)
     if backend != "ray":
         check_data(configs, exec_options.data_root, exec_options.download)
+        check_sources(configs, exec_options.data_root, exec_options.download)
     store = ResultsStore(out).check(create=True)
     finished = store.finished_keys()
     show = not quiet and sys.stderr.isatty()
-    exec_options = dataclasses.replace(exec_options, expert_dir=out / "experts",
+    exec_options = dataclasses.replace(exec_options, expert_dir=out / "experts", quiet=quiet,
                                        show_progress=show and backend_options.get("jobs") in
                                        (None, 1))
 
@@ -87,22 +142,25 @@ def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecO
             backend_options["cpus_per_run"] = session.cpus_per_run(
                 backend_options["cpus_per_run"], exec_options.threads)
         todo = [c for c in configs if force or c.key not in finished]
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "experiment.json", json.dumps(exp.as_dict(), indent=1) + "\n")
+        outcome = GridOutcome(planned=len(configs), keys=[c.key for c in configs],
+                              skipped=len(configs) - len(todo))
+        store.mark()
         claims = Claims(out)
         claims.start_heartbeat()
         queue = RunQueue(todo, store, claims, poll_seconds, on_wait=say)
-        counts = {"planned": len(configs), "skipped": len(configs) - len(todo), "ok": 0,
-                  "failed": 0, "elsewhere": 0}
         bar = progress_bar(total=len(todo), desc="runs", enabled=show)
         records = iter(run_backend(queue, exec_options, backend_options))
         try:
             for record in records:
-                store.write(record)
+                path = store.write(record)
+                remove_checkpoints(out / CHECKPOINTS, record["key"])
                 queue.finish(record["key"])
-                counts[record["status"]] += 1
-                if record["status"] == "failed":
+                if record["status"] == "ok":
+                    outcome.ok += 1
+                else:
+                    outcome.failed += 1
                     cfg = record["config"]
+                    outcome.failures.append((cfg, path))
                     say(f"run {record['key']} ({cfg['strategy']}, seed {cfg['seed']}) failed: "
                         f"{record['error']}")
                 bar.update(1)
@@ -112,10 +170,11 @@ def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecO
                 close()
             queue.close()
             bar.close()
-        counts["elsewhere"] = queue.elsewhere
-        counts["skipped"] += queue.elsewhere
+            write_description(out)
+        outcome.elsewhere = queue.elsewhere
+        outcome.skipped += queue.elsewhere
     if build_report:
         from benchmark.report.build import build_report as _build
 
         _build(out, quiet=quiet)
-    return counts
+    return outcome

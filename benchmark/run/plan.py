@@ -30,7 +30,9 @@ An experiment is streams x strategies (with hyper-parameters) x seeds x device. 
     [source]                              # where PNC and weight fusion get their source
     provider = "expert"                   # or "checkpoint" with path = "zoo/model-{step}.pt"
 
-A *run* is one (stream, strategy, seed); its key hashes its resolved configuration.
+A *run* is one (stream, strategy, seed); its key hashes its resolved configuration. An
+experiment's ``name`` is a plain name (letters, digits, ``-``, ``_``, ``.``): it names the folder
+``results/<name>``, never a path.
 """
 from __future__ import annotations
 
@@ -48,13 +50,17 @@ from benchmark.core.models import BACKBONES, make_backbone
 from benchmark.core.training import TrainSettings
 from benchmark.data import get_stream, resolve_stream_options
 from benchmark.run.sources import validate_source
+from benchmark.run.words import check_name
 from strategies import STRATEGIES, get_strategy
 
-DEFAULT_SEEDS = [0, 1, 2, 3, 4]
+DEFAULT_SEEDS = list(range(10))
+SHARES_OPTIONS = {"pnc-oracle": "pnc"}  # a reference built with another strategy's options
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {"plugins", "name", "stream", "streams", "strategies", "seeds", "device",
             "deterministic", "train", "stream_options", "strategy", "source", "backbone"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
+LOGGERS = ("csv", "tensorboard")
+CHECKPOINT_POLICIES = ("auto", "always", "off")
 
 
 def load_plugins(names: list[str]) -> None:
@@ -97,18 +103,42 @@ def default_strategy_order() -> list[str]:
 @dataclass(frozen=True)
 class ExecOptions:
     """How runs execute (not part of a run's identity): the data root, whether a missing data
-    set may be downloaded, torch CPU threads per run, where experts are cached, progress bars."""
+    set may be downloaded, torch CPU threads per run, where experts are cached, progress bars,
+    notices (``quiet``), and the files a run may write where it executes:
+
+    - ``model_dir``: each run's final model as ``<key>.pt`` (None: not saved);
+    - ``checkpoint_dir``: per-step checkpoints under ``<key>/`` (None: none), written after a
+      step according to ``checkpoints`` (``benchmark.run.checkpoints``: ``auto``, ``always``,
+      ``off``), and resumed from when present;
+    - ``log_dir`` and ``loggers``: Avalanche loggers (``LOGGERS``) writing under
+      ``<log_dir>/<key>/``.
+    """
 
     data_root: Optional[str] = None
     download: bool = False
     threads: int = 1
     expert_dir: Optional[Path] = None
     show_progress: bool = False
+    quiet: bool = False
+    model_dir: Optional[Path] = None
+    checkpoint_dir: Optional[Path] = None
+    checkpoints: str = "auto"
+    log_dir: Optional[Path] = None
+    loggers: tuple[str, ...] = ()
 
     def __post_init__(self):
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) \
                 or self.threads < 1:
             raise UsageError(f"bad thread count {self.threads!r}: expected an integer >= 1")
+        if self.checkpoints not in CHECKPOINT_POLICIES:
+            raise UsageError(f"bad --checkpoints {self.checkpoints!r}; choose one of "
+                             f"{', '.join(CHECKPOINT_POLICIES)}")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown:
+            raise UsageError(f"unknown logger {unknown[0]!r} for --log; choose among "
+                             f"{', '.join(LOGGERS)}")
+        if len(set(self.loggers)) != len(self.loggers):
+            raise UsageError(f"logger given twice in --log {','.join(self.loggers)}")
 
 
 @dataclass(frozen=True)
@@ -125,16 +155,23 @@ class RunConfig:
     device: str
     deterministic: bool
     source: Optional[dict[str, Any]]
+    evaluation: Optional[dict[str, Any]] = None  # None: the test split
+    data_version: int = 1  # the stream's data version (``StreamSpec.version``)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["epochs"] = self.train["epochs"]
+        d["split"] = "test" if self.evaluation is None else self.evaluation["split"]
         return d
 
     @property
     def key(self) -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        d = dataclasses.asdict(self)
+        if d["evaluation"] is None:  # runs on the test split keep the keys they always had
+            del d["evaluation"]
+        if d["data_version"] == 1:  # likewise for streams whose data never changed
+            del d["data_version"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -156,6 +193,9 @@ class Experiment:
     source: dict[str, Any] = field(default_factory=lambda: {"provider": "expert"})
     backbones: dict[str, str] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
+    # None: evaluate on the test split; {"split": "validation", "fraction": f}: on a
+    # validation set carved from each experience's training data (tuning; see benchmark.tune)
+    evaluation: Optional[dict[str, Any]] = None
 
     def run_configs(self) -> list[RunConfig]:
         """Every run of the grid, validated; UsageError on the first bad name or value."""
@@ -187,22 +227,29 @@ class Experiment:
         for stream in self.streams:
             spec = get_stream(stream)
             s_opts = resolve_stream_options(spec, self.stream_options.get(stream, {}))
+            spec = spec.for_options(s_opts)  # class count and shape of the user's files
             train = resolve_train(spec.train_defaults, self.train)
             backbone = self.backbones.get(stream, spec.backbone)
             depth = probe_backbone(spec, backbone)
             for strategy in self.strategies:
                 sspec = get_strategy(strategy)
-                hparams = sspec.resolve(self.strategy_options.get(strategy, {}))
+                hparams = sspec.resolve(self.options_of(strategy))
                 if sspec.check is not None and depth is not None:
                     sspec.check(hparams, depth)
                 for seed in self.seeds:
                     runs.append(RunConfig(stream, s_opts, backbone, strategy, hparams,
                                           seed, train, device, self.deterministic,
-                                          source if sspec.uses_source else None))
+                                          source if sspec.uses_source else None,
+                                          self.evaluation, spec.version))
         return runs
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def options_of(self, strategy: str) -> dict[str, Any]:
+        """The options given for ``strategy``; a reference that shares another strategy's
+        options (``pnc-oracle``: PNC's modules) takes that strategy's unless given its own."""
+        if strategy in self.strategy_options:
+            return self.strategy_options[strategy]
+        shared = SHARES_OPTIONS.get(strategy)
+        return self.strategy_options.get(shared, {}) if shared else {}
 
 
 def probe_backbone(spec, backbone: str) -> Optional[int]:
@@ -282,7 +329,7 @@ def load_experiment(path: Path) -> Experiment:
     load_plugins(plugins)  # before the defaults, which list every registered strategy
     exp = Experiment(plugins=plugins)
     if "name" in data:
-        exp.name = _expect(data["name"], str, "name")
+        exp.name = check_name(_expect(data["name"], str, "name"))
     if "stream" in data and "streams" in data:
         raise UsageError(f"malformed config {path}: give either stream or streams, not both")
     if "stream" in data:

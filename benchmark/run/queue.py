@@ -42,13 +42,19 @@ class RunQueue:
         self._told_wait = False
 
     def _stamp(self, key: str):
+        """What identifies the current content of run ``key``'s record files (the record and
+        a failure kept beside it)."""
         if self.store is None:
             return None
-        try:
-            st = (self.store.runs / f"{key}.json").stat()
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
+        stamps = []
+        for path in (self.store.record_path(key), self.store.failure_path(key)):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                stamps.append(None)
+                continue
+            stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
 
     def _recorded_elsewhere(self, cfg: RunConfig) -> bool:
         return self._stamp(cfg.key) != self._stamps[cfg.key]

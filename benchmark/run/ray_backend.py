@@ -16,7 +16,10 @@ Faults: a task whose worker process or node dies is retried by Ray up to ``max_r
 and the grid goes on. Exceptions inside a run are not retried: ``execute_run`` records them.
 
 Without an address a local Ray instance is started (``LOCAL_NUM_CPUS`` CPUs, no dashboard,
-worker output not forwarded, usage statistics off) and shut down at the end; ``--address auto``
+worker output not forwarded, usage statistics off) that talks over loopback only: its node
+address is 127.0.0.1 (Ray's ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, set for its processes, and
+``_node_ip_address``), so nothing of it listens on the machine's network address; it is shut
+down at the end; ``--address auto``
 joins the cluster running on this machine (or ``RAY_ADDRESS``). A Ray already initialised in this
 process is reused as it is.
 
@@ -43,6 +46,10 @@ LOCAL_NUM_CPUS = 2
 LOCAL_OBJECT_STORE_BYTES = 100 * 2 ** 20
 CONNECT_TIMEOUT_SECONDS = 5.0
 DIED = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError")
+LOOPBACK = "127.0.0.1"
+# Ray reads this when ``ray`` is imported (ray._private.ray_constants.ENABLE_RAY_CLUSTER): "0"
+# makes a node take the loopback address instead of the machine's network address.
+CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def require_ray():
@@ -78,6 +85,26 @@ class RaySession:
         self.address = address
         self.started = False
         self.ray = None
+        self._restore: list = []
+
+    def _loopback_only(self) -> None:
+        """Makes the local instance about to start (and its worker processes) use 127.0.0.1;
+        undone in ``__exit__``."""
+        from ray._private import ray_constants
+
+        previous_env = os.environ.get(CLUSTER_SWITCH)
+        previous_flag = ray_constants.ENABLE_RAY_CLUSTER
+        os.environ[CLUSTER_SWITCH] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False  # already read if ray was imported before
+
+        def restore():
+            ray_constants.ENABLE_RAY_CLUSTER = previous_flag
+            if previous_env is None:
+                os.environ.pop(CLUSTER_SWITCH, None)
+            else:
+                os.environ[CLUSTER_SWITCH] = previous_env
+
+        self._restore.append(restore)
 
     def __enter__(self) -> RaySession:
         ray = self.ray = require_ray()
@@ -87,8 +114,13 @@ class RaySession:
                      logging_level=logging.ERROR)
         if self.address is None:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            ray.init(address="local", num_cpus=LOCAL_NUM_CPUS,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+            self._loopback_only()
+            try:
+                ray.init(address="local", num_cpus=LOCAL_NUM_CPUS, _node_ip_address=LOOPBACK,
+                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+            except BaseException:
+                self.__exit__()
+                raise
         else:
             _check_reachable(self.address)
             try:
@@ -107,6 +139,8 @@ class RaySession:
         if self.started:
             self.ray.shutdown()
             self.started = False
+        while self._restore:
+            self._restore.pop()()
 
     def gpus(self) -> int:
         return int(self.ray.cluster_resources().get("GPU", 0))

@@ -10,6 +10,11 @@ network (PNC, weight fusion) also get a *source* knowing e_k's classes from a pr
   settings) in memory
   and, when a cache folder is given, on disk, so every strategy sees the same source and it is
   trained once. Its cost is recorded separately.
+- ``pretrained`` (the paper's setting): one source per seed, the stream's backbone trained
+  from theta_0 on the training data of *all* the stream's experiences (never their test data)
+  with the experiment's settings, shared by every step; each step clones only the part of it
+  that serves its classes. Cached like the experts; its training cost is recorded at the step
+  that first asks for it.
 - ``checkpoint``: a user-supplied state dict of the stream's backbone per step, from a path
   pattern containing ``{step}`` (1-based), e.g. ``zoo/expert-{step}.pt``.
 """
@@ -29,8 +34,9 @@ from torch import nn
 from benchmark.core.errors import UsageError
 from benchmark.core.tensors import stored_tensors
 from benchmark.core.training import fit
+from benchmark.run.expert_cache import load_expert, save_expert
 
-SOURCE_PROVIDERS = ("expert", "checkpoint")
+SOURCE_PROVIDERS = ("expert", "pretrained", "checkpoint")
 
 
 def cache_key(**parts) -> str:
@@ -62,8 +68,10 @@ class SourceProvider:
 _MEMORY_CACHE: dict[str, dict[str, torch.Tensor]] = {}
 
 
-class ExpertProvider(SourceProvider):
-    """Experts trained on e_k alone from theta_0, cached in memory and on disk."""
+class TrainedProvider(SourceProvider):
+    """Sources the suite trains from theta_0 with the experiment's settings, cached in memory
+    and on disk: ``cache_key(step)`` names a source, ``training_data(experience)`` gives what it
+    is trained on (stored x, y, decode)."""
 
     def __init__(self, make_model: Callable[[], nn.Module], initial_state: dict[str, torch.Tensor],
                  settings, identity: dict, device: torch.device,
@@ -77,19 +85,25 @@ class ExpertProvider(SourceProvider):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.train_seconds: dict[int, float] = {}
 
+    def source_key(self, step: int) -> str:
+        raise NotImplementedError
+
+    def training_data(self, experience):
+        raise NotImplementedError
+
     def _get(self, experience) -> nn.Module:
         step = experience.current_experience
-        key = cache_key(step=step, settings=self.settings.__dict__, **self.identity)
+        key = self.source_key(step)
         state = _MEMORY_CACHE.get(key)
         path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
-        if state is None and path is not None and path.exists():
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        if state is None and path is not None:
+            state = load_expert(path)  # None when missing or damaged (then removed)
         model = self.make_model().to(self.device)
         if state is None:
             start = time.perf_counter()
             model.load_state_dict(self.initial_state)
-            x, y, decode = stored_tensors(experience)
-            seed = int(cache_key(step=step, **self.identity), 16) % (2 ** 31)
+            x, y, decode = self.training_data(experience)
+            seed = int(key, 16) % (2 ** 31)
             fit(model, x.to(self.device), y.to(self.device), self.settings,
                 torch.Generator().manual_seed(seed), getattr(experience, "augment", None),
                 decode)
@@ -97,15 +111,41 @@ class ExpertProvider(SourceProvider):
             self.cached[step] = False
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                torch.save(state, tmp)
-                os.replace(tmp, path)
+                save_expert(path, state)
         else:
             self.cached[step] = True
             model.load_state_dict(state)
         _MEMORY_CACHE[key] = state
         return model
+
+
+class ExpertProvider(TrainedProvider):
+    """Experts trained on e_k alone from theta_0, one per step."""
+
+    def source_key(self, step: int) -> str:
+        return cache_key(step=step, settings=self.settings.__dict__, **self.identity)
+
+    def training_data(self, experience):
+        return stored_tensors(experience)
+
+
+class PretrainedProvider(TrainedProvider):
+    """One source trained on every experience's training data from theta_0, shared by all
+    steps (``experiences``: the stream's training experiences)."""
+
+    def __init__(self, make_model, initial_state, settings, identity: dict, device,
+                 experiences: list, cache_dir: Optional[Path] = None):
+        super().__init__(make_model, initial_state, settings,
+                         dict(identity, provider="pretrained"), device, cache_dir)
+        self.experiences = experiences
+
+    def source_key(self, step: int) -> str:
+        return cache_key(settings=self.settings.__dict__, **self.identity)
+
+    def training_data(self, experience):
+        parts = [stored_tensors(e) for e in self.experiences]
+        return (torch.cat([p[0].to(self.device) for p in parts]),
+                torch.cat([p[1].to(self.device) for p in parts]), parts[0][2])
 
 
 class CheckpointProvider(SourceProvider):
@@ -150,9 +190,10 @@ def validate_source(source: dict) -> dict:
     if unknown:
         raise UsageError(f"unknown source option {unknown[0]!r}; known: provider, path")
     if provider not in SOURCE_PROVIDERS:
-        raise UsageError(f"unknown source provider {provider!r}; choose expert or checkpoint")
+        raise UsageError(f"unknown source provider {provider!r}; choose expert, pretrained "
+                         "or checkpoint")
     if provider == "checkpoint":
         if not isinstance(source.get("path"), str):
             raise UsageError("source provider 'checkpoint' needs path = \"zoo/model-{step}.pt\"")
         return {"provider": provider, "path": source["path"]}
-    return {"provider": "expert"}
+    return {"provider": provider}
