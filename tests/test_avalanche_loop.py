@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from avalanche.training.plugins import SupervisedPlugin
+from helpers import build_strategy
 
 from benchmark.core.models import make_backbone
 from benchmark.core.training import TrainSettings
 from benchmark.data import get_stream
-from benchmark.run.sources import ExpertProvider
-from strategies import STRATEGIES, Finetune, StrategyContext
+from strategies import STRATEGIES, Finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = TrainSettings(epochs=1, batch_size=64, lr=0.01)
@@ -42,19 +42,8 @@ def digits():
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_plugins_see_training_on_every_experience(name, digits):
-    spec = STRATEGIES[name]
-
-    def make_model():
-        return make_backbone("mlp", 10, (64,), seed=0)
-
-    model = make_model()
-    theta0 = {k: v.clone() for k, v in model.state_dict().items()}
-    provider = ExpertProvider(make_model, theta0, SETTINGS, {"test": name}, torch.device("cpu"))
     counter = CountingPlugin()
-    ctx = StrategyContext(device=torch.device("cpu"), train=SETTINGS, seed=0, num_classes=10,
-                          source_provider=provider if spec.uses_source else None,
-                          initial_state=theta0, sample_bytes=64 + 8, plugins=[counter])
-    strategy = spec.build(model, ctx, **spec.resolve({}))
+    strategy = build_strategy(name, digits, SETTINGS, plugins=[counter])
     for experience in digits.train_experiences():
         strategy.train(experience, eval_streams=[])
     steps = range(digits.n_steps)
@@ -96,6 +85,7 @@ def test_transformed_datasets_are_transformed_again_at_every_epoch(digits):
             seen.append(strategy.mb_x.sum().item())
 
     x, y = digits.train[0]
+    x = digits.inputs(x)
     bench = nc_benchmark(TensorDataset(x, y), TensorDataset(x, y), n_experiences=1,
                          task_labels=False, seed=0,
                          train_transform=Noise(), eval_transform=None)
@@ -105,3 +95,20 @@ def test_transformed_datasets_are_transformed_again_at_every_epoch(digits):
     strategy.train(bench.train_stream[0], eval_streams=[])
     assert len(seen) == 3
     assert len(set(seen)) == 3  # the same (whole) batch, with new noise at each epoch
+
+
+def test_a_last_batch_of_one_sample_is_skipped_for_avalanche_datasets(digits):
+    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+    from torch.utils.data import TensorDataset
+
+    x, y = digits.train[0]
+    x = digits.inputs(x)[:33]  # 33 samples in batches of 32: one sample left over
+    y = y[:33]
+    bench = nc_benchmark(TensorDataset(x, y), TensorDataset(x, y), n_experiences=1,
+                         task_labels=False, seed=0)
+    model = make_backbone("mlp", 10, (64,), seed=0)  # BatchNorm: a batch of one fails
+    counter = CountingPlugin()
+    strategy = Finetune(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                        train_mb_size=32, train_epochs=2, plugins=[counter])
+    strategy.train(bench.train_stream[0], eval_streams=[])
+    assert counter.iterations[0] == 2  # one full batch per epoch

@@ -99,7 +99,7 @@ def test_no_batchnorm_and_logits_over_all_classes(stream):
     net = strategy.model
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     assert any(isinstance(m, nn.GroupNorm) for m in net.modules())
-    x = stream.test[0][0][:16]
+    x = stream.inputs(stream.test[0][0][:16])
     logits = strategy.predict_logits(x)
     assert logits.shape == (16, 10)
     seen = stream.classes_per_step[0] + stream.classes_per_step[1]
@@ -138,8 +138,8 @@ def test_feature_gap_is_about_one_on_known_data_and_larger_on_new_classes(stream
     strategy = build(gap_threshold=0.0)
     exps = stream.train_experiences()
     strategy.train(exps[0], eval_streams=[])
-    known = float(strategy.model.feature_gap(exps[0].x).mean())
-    new = strategy.measure_gap(exps[1].x)
+    known = float(strategy.model.feature_gap(stream.inputs(exps[0].x)).mean())
+    new = strategy.measure_gap(stream.inputs(exps[1].x))
     assert known <= 1.0 + 1e-4
     assert new > known
 

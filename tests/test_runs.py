@@ -22,8 +22,8 @@ T = 5  # split-digits: 5 experiences
 RECORD_FIELDS = {"key", "status", "config", "classes_per_step", "accuracy_matrix",
                "step_locality", "original_locality", "metrics", "costs", "environment"}
 METRIC_NAMES = {"final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
-                "forgetting", "bwt", "locality", "original_locality", "old_accuracy",
-                "new_accuracy"}
+                "average_incremental_accuracy_weighted", "forgetting", "bwt", "locality",
+                "original_locality", "old_accuracy", "new_accuracy"}
 # What legitimately differs between two runs of the same configuration on the same machine.
 VOLATILE_TOP = ("created", "environment")
 VOLATILE_COSTS = ("seconds", "total_seconds", "peak_memory_mb")
@@ -118,6 +118,9 @@ class TestGridRecords:
             assert m["final_accuracy"] == approx(metrics.average_accuracy(a))
             assert m["average_incremental_accuracy"] == approx(
                 metrics.average_incremental_accuracy(a))
+            assert m["average_incremental_accuracy_weighted"] == approx(
+                metrics.weighted_average_incremental_accuracy(r["correct_matrix"],
+                                                              r["test_sizes"]))
             assert m["forgetting"] == approx(metrics.forgetting(a))
             assert m["bwt"] == approx(metrics.backward_transfer(a))
             assert m["old_accuracy"] == approx(metrics.old_accuracy(a))

@@ -4,30 +4,23 @@ Moves the ability to recognise a step's classes from a *source* network into the
 network without changing one parameter or buffer of the target; each step's clone is a separate
 module that ``remove(step)`` deletes, after which the target's outputs are exactly the original
 ones. The authors' code was never released; this is the suite's design (docs/design.md, "PNC"),
-every choice a parameter:
+every choice an option. Step 1 trains the target, then freezes it. Each later step, as phases
+of the template's loop (plugins see them):
 
-Step 1 trains the target normally (cross-entropy on e_1), then freezes it (eval mode for good:
-its BatchNorm statistics never move again). Each later step k, given the step's source:
+1. ``localise``: channel gates on the source's block outputs learn to keep the source's
+   predictions on the step's classes under an L1 penalty; binarised at ``keep_threshold``.
+2. ``insert@p`` for each candidate position p: a clone module (adapter, the source's blocks
+   after p pruned to the kept channels, a new head) trains its adapter and head on a
+   (1 - ``val_fraction``) split; the best held-out accuracy wins, then the lower held-out loss,
+   then fewer added parameters (the record says which decided). Positions that clone no block
+   are candidates only with ``allow_empty``. ``refit`` trains the winner again on all the data.
+3. the step's router (``routing``): ``gaussian`` statistics, or a ``gate`` trained against
+   synthesised negatives (``negatives``: ``inversion`` or ``mixing``).
 
-1. **Localise** (phase ``gates``): learnable channel gates on the output of every source block
-   are trained on e_k's data to keep the source's own predictions on e_k's classes (KL at
-   ``distill_temperature``) plus ``sparsity`` x mean gate value; then binarised at
-   ``gate_threshold``.
-2. **Insert** (one phase per candidate position p, ``insert@p``): target features at p ->
-   adapter -> the source's gated blocks p..L-1 (frozen copies) -> pooling -> a new head over
-   e_k's classes (initialised from the source's head rows). Only the adapter and the new head
-   train, on a (1 - ``val_fraction``) split of e_k; the best held-out accuracy picks p (ties: the
-   later position), and with ``refit`` (phase ``refit``) the chosen module is trained again on
-   all of e_k.
-3. **Combine (routing)**: the output for class c of step s is log p(s | x) + log p(c | x, s).
-4. **Remove**: ``model.remove(k)``.
-
-Every phase runs through the template's epochs and iterations, so plugins, loggers and
-schedulers see them. Usable from one's own Avalanche code: ``PNC(model=..., optimizer=...,
-source_provider=fn)`` where ``fn(experience)`` returns the source for that experience; without
-a provider PNC trains an expert itself on each experience from the model's initial weights. The
-model may be a ``BlockNet``, an ``nn.Sequential`` whose last child is the linear head, or any
-model with ``blocks`` and ``head`` (``benchmark.core.models.as_block_net``).
+Usable from one's own Avalanche code: ``PNC(model=..., optimizer=..., source_provider=fn)`` with
+``fn(experience)`` returning the step's source; without a provider PNC trains an expert itself on
+each experience from the model's initial weights. The model may be a ``BlockNet``, an
+``nn.Sequential`` whose last child is the linear head, or any model with ``blocks`` and ``head``.
 """
 from __future__ import annotations
 
@@ -46,12 +39,12 @@ from benchmark.core.tensors import experience_tensors
 from benchmark.core.training import TrainSettings, fit
 from strategies.base import FastTemplate, Phase, count_parameters
 from strategies.pnc.localise import ChannelGates, binarise
-from strategies.pnc.network import ClonedNetwork, CloneModule
-from strategies.pnc.routers import fit_router
+from strategies.pnc.network import ClonedNetwork, CloneModule, boundary_features
+from strategies.pnc.routing_phases import RouterTraining
 from strategies.registry import register_strategy
 
-ROUTINGS = ("gaussian", "energy", "logits")
-ROUTER_SPACES = ("input+target", "target", "input")
+ROUTINGS = ("gaussian", "autoencoder", "gate", "none")
+ROUTER_SPACES = ("input", "target", "input+target")
 
 
 def experience_classes(experience) -> list[int]:
@@ -62,61 +55,104 @@ def experience_classes(experience) -> list[int]:
     return [int(c) for c in classes]
 
 
-def parse_positions(text: str, depth: int) -> list[int]:
-    """Candidate positions from ``auto`` (0..depth) or ``"0,2"``; UsageError if out of range."""
+def parse_positions(text: str, depth: int, allow_empty: bool = False) -> list[int]:
+    """Candidate positions from ``auto`` (0..depth-1, or 0..depth with ``allow_empty``) or
+    ``"0,2"``; UsageError if out of range (depth, cloning nothing, needs ``allow_empty``)."""
+    last = depth if allow_empty else depth - 1
     if text == "auto":
-        return list(range(depth + 1))
+        return list(range(last + 1))
     try:
         positions = sorted({int(p) for p in text.split(",")})
     except ValueError:
         raise UsageError(f"bad PNC positions {text!r}: use auto or indices like 0,1") from None
-    if not positions or positions[0] < 0 or positions[-1] > depth:
-        raise UsageError(f"bad PNC positions {text!r}: indices must lie in 0..{depth}")
+    if not positions or positions[0] < 0 or positions[-1] > last:
+        extra = "" if allow_empty else f" ({depth} clones no block: set allow_empty)"
+        raise UsageError(f"bad PNC positions {text!r}: indices must lie in 0..{last}{extra}")
     return positions
 
 
 @torch.no_grad()
-def module_accuracy(module: CloneModule, target: nn.Module, x: torch.Tensor,
-                    y_local: torch.Tensor, batch_size: int = 512) -> float:
-    """Accuracy of a clone module alone on its step's classes (local labels)."""
+def module_score(module: CloneModule, target: nn.Module, x: torch.Tensor,
+                 y_local: torch.Tensor, batch_size: int = 512) -> dict:
+    """Held-out accuracy and mean cross-entropy of a clone module alone on its classes."""
     module.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
-        pred = module(target.features(xb, module.position)).argmax(1)
-        correct += int((pred == y_local[start:start + batch_size]).sum())
-    return correct / max(len(x), 1)
+        out = module(target.features(x[start:start + batch_size], module.position))
+        yb = y_local[start:start + batch_size]
+        correct += int((out.argmax(1) == yb).sum())
+        loss += float(F.cross_entropy(out, yb, reduction="sum"))
+    n = max(len(x), 1)
+    return {"accuracy": correct / n, "loss": loss / n}
 
 
-@register_strategy("pnc", summary="Partial Network Cloning: frozen target + removable cloned "
-                   "source parts, routed", family="cloning", uses_source=True,
-                   check=lambda hp, depth: parse_positions(hp["positions"], depth))
+def best_position(scores: dict, parameters: dict) -> tuple[int, str]:
+    """The winning position and what decided: higher accuracy, then lower loss, then fewer
+    added parameters."""
+    ranked = sorted(scores, key=lambda p: (-scores[p]["accuracy"], scores[p]["loss"],
+                                           parameters[p]))
+    best = ranked[0]
+    if len(ranked) == 1:
+        return best, "only candidate"
+    second = ranked[1]
+    if scores[best]["accuracy"] != scores[second]["accuracy"]:
+        return best, "held-out accuracy"
+    if scores[best]["loss"] != scores[second]["loss"]:
+        return best, "held-out loss (accuracy tied)"
+    return best, "fewer added parameters (accuracy and loss tied)"
+
+
+OPTIONS = (
+    Option("routing", str, "gaussian", "how the steps' outputs are combined: class-statistics "
+           "Gaussians, statistics-free autoencoders (Expert Gate) or gates against synthesised "
+           "negatives, or none (raw logits, an ablation)", choices=ROUTINGS),
+    Option("router_space", str, "input", "features the routers read", choices=ROUTER_SPACES),
+    Option("router_pool", int, 7, "image inputs are average-pooled to this many pixels per "
+           "side (per channel) in the routing space; 0 = not pooled", low=0),
+    Option("shrinkage", float, 0.1, "gaussian: covariance shrinkage towards a scaled identity",
+           low=0.0, high=1.0),
+    Option("negatives", str, "inversion", "gate: negatives synthesised by model inversion of "
+           "the earlier steps, or by patch mixing of the step's data",
+           choices=("inversion", "mixing")),
+    Option("router_hidden", int, 64, "gate, autoencoder: hidden units of each step's router",
+           low=1),
+    Option("router_epochs", int, 10, "gate, autoencoder: epochs of router training", low=1),
+    Option("router_temperature", float, 0.5, "autoencoder: temperature t of the scores "
+           "-error / (t x the step's mean error)", low=1e-3),
+    Option("inversion_samples", int, 32, "gate, inversion: synthesised inputs per class",
+           low=1),
+    Option("inversion_steps", int, 100, "gate, inversion: optimisation steps", low=1),
+    Option("inversion_bn_weight", float, 1.0, "gate, inversion: weight of the BatchNorm prior",
+           low=0.0),
+    Option("positions", str, "auto", "candidate insertion positions: auto (every block "
+           "boundary that clones at least one block) or comma-separated indices, 0 = input"),
+    Option("allow_empty", bool, False, "also try the last boundary, where the module clones "
+           "no source block (an adapter and a head on the target)"),
+    Option("localise_epochs", int, 0, "epochs of channel-gate training (localisation); 0 = "
+           "the experiment's epochs", low=0),
+    Option("localise_lr", float, 0.05, "learning rate of the channel gates (Adam)", low=0.0),
+    Option("sparsity", float, 0.5, "weight of the L1 penalty on the channel gates", low=0.0),
+    Option("keep_threshold", float, 0.5, "channels whose gate exceeds it are cloned", low=0.0,
+           high=1.0),
+    Option("distill_temperature", float, 2.0, "temperature of the localisation distillation",
+           low=1e-3),
+    Option("insert_epochs", int, 0, "epochs of adapter and head training; 0 = the "
+           "experiment's epochs", low=0),
+    Option("val_fraction", float, 0.2, "share of the step's data held out to choose the "
+           "position", low=0.0, high=0.9),
+    Option("refit", bool, True, "train the chosen module again on all the step's data"),
+    Option("adapter_norm", bool, False, "add a normalisation layer after the adapter"),
+)
+
+
+@register_strategy("pnc", summary="Partial Network Cloning: frozen target + removable pruned "
+                   "clones of source parts, routed", family="cloning", uses_source=True,
+                   check=lambda hp, depth: parse_positions(hp["positions"], depth,
+                                                           hp["allow_empty"]))
 class PNC(FastTemplate):
     """Partial Network Cloning as an Avalanche strategy (see the module docstring)."""
 
-    OPTIONS = (
-        Option("routing", str, "gaussian", "how modules' outputs are combined",
-               choices=ROUTINGS),
-        Option("router_space", str, "input", "feature space of the gaussian router",
-               choices=ROUTER_SPACES),
-        Option("shrinkage", float, 0.1, "covariance shrinkage towards a scaled identity",
-               low=0.0, high=1.0),
-        Option("positions", str, "auto", "candidate insertion positions: auto (every block "
-               "boundary) or comma-separated indices, 0 = input"),
-        Option("gate_epochs", int, 10, "epochs of gate training (localisation)", low=0),
-        Option("gate_lr", float, 0.05, "learning rate of the gates (Adam)", low=0.0),
-        Option("sparsity", float, 0.5, "weight of the L1 penalty on the gates", low=0.0),
-        Option("gate_threshold", float, 0.5, "gates above this value are kept", low=0.0,
-               high=1.0),
-        Option("distill_temperature", float, 2.0, "temperature of the gate distillation",
-               low=1e-3),
-        Option("insert_epochs", int, 0, "epochs of adapter and head training; 0 = the "
-               "experiment's epochs", low=0),
-        Option("val_fraction", float, 0.2, "share of the step's data held out to choose the "
-               "position", low=0.0, high=0.9),
-        Option("refit", bool, True, "train the chosen module again on all the step's data"),
-        Option("adapter_norm", bool, False, "add a normalisation layer after the adapter"),
-    )
+    OPTIONS = OPTIONS
 
     def __init__(self, *, model: nn.Module, source_provider: Optional[Callable] = None,
                  train_settings: Optional[TrainSettings] = None, **kwargs):
@@ -126,11 +162,11 @@ class PNC(FastTemplate):
             epochs=self.train_epochs, batch_size=self.train_mb_size,
             lr=self.optimizer.param_groups[0]["lr"])
         self.hp["insert_epochs"] = self.hp["insert_epochs"] or self.train_epochs
+        self.hp["localise_epochs"] = self.hp["localise_epochs"] or self.train_epochs
         self.target_model = model
         self.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        depth = len(model.blocks) if hasattr(model, "blocks") else None
-        if depth is not None:
-            parse_positions(self.hp["positions"], depth)
+        if hasattr(model, "blocks"):
+            parse_positions(self.hp["positions"], len(model.blocks), self.hp["allow_empty"])
         self._report: dict = {}
 
     @classmethod
@@ -144,27 +180,23 @@ class PNC(FastTemplate):
         if not isinstance(self.model, ClonedNetwork):
             yield from super().training_phases()
             target = as_block_net(self.model, x[:2])
-            self.model = self.start_network(target, x, y, classes)
-            self._report = {"step": 1, "position": None, "kept_fraction": None,
+            self.model = ClonedNetwork(target, classes, self.hp["routing"],
+                                       self.hp["router_space"],
+                                       self.hp["router_pool"]).to(x.device)
+            router = RouterTraining(self, x, y, classes)
+            self.model.base_router = yield from router.base_phases()
+            self._report = {"step": 1, "position": None, "cloned_blocks": 0,
                             "parameters_added": 0,
                             "trainable_parameters": count_parameters(target)}
             return
         yield from self.clone_phases(x, y, classes, self.experience.current_experience + 1)
 
-    def start_network(self, target: nn.Module, x, y, classes) -> ClonedNetwork:
-        """The step-1 network: the trained target wrapped, frozen, with its router fitted."""
-        net = ClonedNetwork(target, classes, self.hp["routing"],
-                            self.hp["router_space"]).to(x.device)
-        if self.hp["routing"] == "gaussian":
-            net.base_router = fit_router(net, x, y, classes, self.hp["shrinkage"])
-        return net
-
     def clone_phases(self, x: torch.Tensor, y: torch.Tensor, classes: Sequence[int],
                      step: int):
-        """Localise, insert at the best position, fit the router; adds the module as ``step``
-        and leaves the step's facts in ``self._report``. ``x``, ``y``: the step's data as
-        tensors (for held-out scoring and the router); training phases draw their batches from
-        the experience itself, so a dataset's transforms apply at every epoch."""
+        """Localise, insert at the best position, train the router; adds the module as
+        ``step`` and leaves the step's facts in ``self._report``. ``x``, ``y``: the step's data
+        (held-out scoring, routers); training phases draw batches from the experience itself,
+        so a dataset's transforms apply at every epoch."""
         net, hp = self.model, self.hp
         net.eval()
         source = self._source(self.experience)
@@ -172,40 +204,46 @@ class PNC(FastTemplate):
         local[torch.tensor(list(classes), device=x.device)] = torch.arange(len(classes),
                                                                           device=x.device)
         gates = ChannelGates(source, classes, hp["distill_temperature"], hp["sparsity"])
-        yield Phase("gates", hp["gate_epochs"], self.experience_loader(),
-                    torch.optim.Adam(gates.parameters(), lr=hp["gate_lr"]), forward=gates,
+        yield Phase("localise", hp["localise_epochs"], self.experience_loader(),
+                    torch.optim.Adam(gates.parameters(), lr=hp["localise_lr"]), forward=gates,
                     loss=gates.loss)
-        masks = binarise(gates.values(), hp["gate_threshold"])
+        masks = binarise(gates.values(), hp["keep_threshold"])
 
         def new_module(position):
-            return CloneModule(source, masks, position, net.target.widths, classes,
+            return CloneModule(source, masks, position, net.target.widths[position], classes,
                                net.target.spatial, hp["adapter_norm"]).to(x.device)
 
         perm = torch.randperm(len(y), generator=self.generator).to(x.device)
         n_val = int(round(len(y) * hp["val_fraction"]))
         train_idx, val_idx = perm[n_val:], perm[:n_val]
         held_out = val_idx if n_val else train_idx
-        scores, best = {}, None
-        for p in parse_positions(hp["positions"], len(net.target.blocks)):
-            module = new_module(p)
-            yield self.insert_phase(f"insert@{p}", module, local, train_idx)
-            scores[p] = module_accuracy(module, net.target, x[held_out], local[y[held_out]])
-            if best is None or scores[p] >= scores[best[0]]:
-                best = (p, module)
-        position, module = best
+        scores, sizes, modules = {}, {}, {}
+        for p in parse_positions(hp["positions"], len(net.target.blocks), hp["allow_empty"]):
+            modules[p] = new_module(p)
+            yield self.insert_phase(f"insert@{p}", modules[p], local, train_idx)
+            scores[p] = module_score(modules[p], net.target, x[held_out], local[y[held_out]])
+            sizes[p] = count_parameters(modules[p])
+        position, reason = best_position(scores, sizes)
+        module = modules[position]
         if hp["refit"] and n_val:
             module = new_module(position)
             yield self.insert_phase("refit", module, local, None)
         module.eval()
-        if hp["routing"] == "gaussian":
-            module.router = fit_router(net, x, y, classes, hp["shrinkage"])
+        router = RouterTraining(self, x, y, classes)
+        module.router = yield from router.module_phases(module)
         net.add(step, module)
+        cloned_masks = masks[position:]
         self._report = {
-            "step": step, "position": position,
+            "step": step, "position": position, "position_reason": reason,
             "position_scores": {str(k): v for k, v in scores.items()},
+            "cloned_blocks": module.cloned_blocks, "pruned": module.pruned,
             "kept_fraction": float(torch.cat(masks).float().mean()),
+            "kept_fraction_cloned": float(torch.cat(cloned_masks).float().mean())
+            if cloned_masks else None,
+            "parameters_copied": module.copied_parameters(),
             "parameters_added": count_parameters(module),
             "trainable_parameters": module.trainable_parameters() + sum(m.numel() for m in masks),
+            **router.report,
         }
 
     def insert_phase(self, name: str, module: CloneModule, local: torch.Tensor,
@@ -230,6 +268,10 @@ class PNC(FastTemplate):
     def step_report(self) -> dict:
         report, self._report = self._report, {}
         return report
+
+    def router_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The routing features of model inputs ``x`` (the network's shared space)."""
+        return self.model.router_features(x, boundary_features(self.model.target, x))
 
     def _tensors(self, experience):
         x, y = experience_tensors(experience)
