@@ -79,6 +79,9 @@ def _add_run(sub) -> None:
     run.add_argument("--set", dest="assignments", action="append", default=[],
                      metavar="STRATEGY.OPTION=VALUE",
                      help="set a strategy hyper-parameter, e.g. ewc.ewc_lambda=100 (repeatable)")
+    run.add_argument("--match-memory", metavar="STRATEGY", help="also run every buffer rival "
+                     "with the extra bytes STRATEGY (e.g. pnc) kept on the same stream and seed "
+                     "as its memory_bytes budget")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads per run "
                      "(default: 1, the fastest for small models)")
     run.add_argument("--force", action="store_true", help="recompute runs already finished "
@@ -130,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _experiment_from_args(args):
-    from benchmark.run.plan import Experiment, load_experiment, load_plugins, parse_assignment
+    from benchmark.run.experiment_file import load_experiment, load_plugins, parse_assignment
+    from benchmark.run.plan import Experiment
     from benchmark.run.words import parse_seeds
 
     plugins = _names(args.plugins)
@@ -147,6 +151,8 @@ def _experiment_from_args(args):
         exp.train["epochs"] = args.epochs
     if args.device:
         exp.device = args.device
+    if args.match_memory:
+        exp.match_memory = args.match_memory
     for text in args.assignments:
         strategy, option, value = parse_assignment(text)
         exp.strategy_options.setdefault(strategy, {})[option] = value
@@ -238,7 +244,8 @@ def cmd_list(args) -> int:
     from benchmark.core.models import BACKBONES
     from benchmark.data import STREAMS
     from benchmark.run.backends import BACKENDS
-    from benchmark.run.plan import default_strategy_order, load_plugins
+    from benchmark.run.experiment_file import load_plugins
+    from benchmark.run.plan import default_strategy_order
     from strategies import STRATEGIES
 
     load_plugins(_names(args.plugins))

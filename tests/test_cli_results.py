@@ -68,7 +68,8 @@ def test_plugins_and_logs_are_repeatable_and_comma_separated():
 
 def record(strategy, seed, final, forgetting, locality, model_bytes, state_bytes,
            status="ok", stream="split-digits"):
-    return {"config": {"stream": stream, "strategy": strategy, "seed": seed}, "status": status,
+    return {"key": f"{stream}-{strategy}-{seed}",
+            "config": {"stream": stream, "strategy": strategy, "seed": seed}, "status": status,
             "metrics": {"final_accuracy": final, "forgetting": forgetting,
                         "locality": locality},
             "costs": {"model_bytes": [1, model_bytes], "state_bytes": [0, state_bytes]}}

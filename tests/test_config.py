@@ -2,7 +2,7 @@
 import pytest
 
 from benchmark.core.errors import UsageError
-from benchmark.run.plan import load_experiment
+from benchmark.run.experiment_file import load_experiment
 
 
 def write(tmp_path, text):

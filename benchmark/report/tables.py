@@ -79,12 +79,15 @@ def _label_parts(by_key: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
 
 def variant_labels(records: Sequence[dict]) -> dict[str, str]:
     """Run key -> label: the strategy name, with ``[option=value, ...]`` appended (the config
-    entries that differ, each once) when one stream holds several configurations of that
-    strategy."""
+    entries that differ, each once, those left unset (None) not shown) when one stream holds
+    several configurations of that strategy. A memory-matched run's budget differs by seed
+    (``memory_match``): its label names the match, not the budget."""
     groups: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
     for r in records:
         cfg = r["config"]
         ident = _flatten({k: v for k, v in cfg.items() if k != "seed"})
+        if cfg.get("memory_match"):
+            ident.pop("hparams.memory_bytes", None)
         groups.setdefault((cfg["stream"], cfg["strategy"]), {})[r["key"]] = ident
     labels = {}
     for (_, strategy), by_key in groups.items():
@@ -94,9 +97,10 @@ def variant_labels(records: Sequence[dict]) -> dict[str, str]:
             continue
         parts = _label_parts(by_key)
         for key, ident in by_key.items():
-            shown = [f"{short}={json.loads(ident[n]) if n in ident else None}"
-                     for short, n in parts]
-            labels[key] = f"{strategy}[{', '.join(shown)}]"
+            values = [(short, json.loads(ident[n]) if n in ident else None)
+                      for short, n in parts]
+            shown = [f"{short}={value}" for short, value in values if value is not None]
+            labels[key] = f"{strategy}[{', '.join(shown)}]" if shown else strategy
     return labels
 
 

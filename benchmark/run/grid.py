@@ -29,6 +29,7 @@ from benchmark.run.artifacts import remove_checkpoints
 from benchmark.run.backends import BACKENDS
 from benchmark.run.claims import Claims
 from benchmark.run.describe import write_description
+from benchmark.run.matching import matched_configs
 from benchmark.run.plan import ExecOptions, Experiment, RunConfig
 from benchmark.run.preflight import check_sources
 from benchmark.run.progress import progress_bar
@@ -141,40 +142,59 @@ def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecO
             backend_options["poll_seconds"] = poll_seconds
             backend_options["cpus_per_run"] = session.cpus_per_run(
                 backend_options["cpus_per_run"], exec_options.threads)
-        todo = [c for c in configs if force or c.key not in finished]
-        outcome = GridOutcome(planned=len(configs), keys=[c.key for c in configs],
-                              skipped=len(configs) - len(todo))
+        outcome = GridOutcome(planned=len(configs), keys=[c.key for c in configs])
         store.mark()
-        claims = Claims(out)
-        claims.start_heartbeat()
-        queue = RunQueue(todo, store, claims, poll_seconds, on_wait=say)
-        bar = progress_bar(total=len(todo), desc="runs", enabled=show)
-        records = iter(run_backend(queue, exec_options, backend_options))
         try:
-            for record in records:
-                path = store.write(record)
-                remove_checkpoints(out / CHECKPOINTS, record["key"])
-                queue.finish(record["key"])
-                if record["status"] == "ok":
-                    outcome.ok += 1
-                else:
-                    outcome.failed += 1
-                    cfg = record["config"]
-                    outcome.failures.append((cfg, path))
-                    say(f"run {record['key']} ({cfg['strategy']}, seed {cfg['seed']}) failed: "
-                        f"{record['error']}")
-                bar.update(1)
+            _execute(configs, finished, force, outcome, store, run_backend,
+                     exec_options, backend_options, poll_seconds, show, say, out)
+            if exp.match_memory is not None:
+                matched, missing = matched_configs(configs, exp.match_memory,
+                                                   store.load_all())
+                for line in missing:
+                    say(f"memory match skipped: {line}")
+                outcome.planned += len(matched)
+                outcome.keys += [c.key for c in matched]
+                _execute(matched, store.finished_keys(), force, outcome, store, run_backend,
+                         exec_options, backend_options, poll_seconds, show, say, out)
         finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()
-            queue.close()
-            bar.close()
             write_description(out)
-        outcome.elsewhere = queue.elsewhere
-        outcome.skipped += queue.elsewhere
     if build_report:
         from benchmark.report.build import build_report as _build
 
         _build(out, quiet=quiet)
     return outcome
+
+
+def _execute(configs, finished, force, outcome, store, run_backend, exec_options,
+             backend_options, poll_seconds, show, say, out) -> None:
+    """Runs the ``configs`` not yet finished through the backend (claiming each first),
+    writing each record as it arrives and counting what happened in ``outcome``."""
+    todo = [c for c in configs if force or c.key not in finished]
+    outcome.skipped += len(configs) - len(todo)
+    claims = Claims(out)
+    claims.start_heartbeat()
+    queue = RunQueue(todo, store, claims, poll_seconds, on_wait=say)
+    bar = progress_bar(total=len(todo), desc="runs", enabled=show)
+    records = iter(run_backend(queue, exec_options, backend_options))
+    try:
+        for record in records:
+            path = store.write(record)
+            remove_checkpoints(out / CHECKPOINTS, record["key"])
+            queue.finish(record["key"])
+            if record["status"] == "ok":
+                outcome.ok += 1
+            else:
+                outcome.failed += 1
+                cfg = record["config"]
+                outcome.failures.append((cfg, path))
+                say(f"run {record['key']} ({cfg['strategy']}, seed {cfg['seed']}) failed: "
+                    f"{record['error']}")
+            bar.update(1)
+    finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
+        queue.close()
+        bar.close()
+    outcome.elsewhere += queue.elsewhere
+    outcome.skipped += queue.elsewhere

@@ -43,56 +43,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import tomllib
-
 from benchmark.core.errors import UsageError
 from benchmark.core.models import BACKBONES, make_backbone
 from benchmark.core.training import TrainSettings
 from benchmark.data import get_stream, resolve_stream_options
 from benchmark.run.sources import validate_source
-from benchmark.run.words import check_name
 from strategies import STRATEGIES, get_strategy
 
 DEFAULT_SEEDS = list(range(10))
 SHARES_OPTIONS = {"pnc-oracle": "pnc"}  # a reference built with another strategy's options
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {"plugins", "name", "stream", "streams", "strategies", "seeds", "device",
-            "deterministic", "train", "stream_options", "strategy", "source", "backbone"}
+            "deterministic", "train", "stream_options", "strategy", "source", "backbone",
+            "match_memory"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
 LOGGERS = ("csv", "tensorboard")
 CHECKPOINT_POLICIES = ("auto", "always", "off")
 
 
-def load_plugins(names: list[str]) -> None:
-    """Imports the user's modules that register strategies or streams: each a dotted module
-    name on the Python path, or a path to a ``.py`` file. UsageError if one cannot be loaded."""
-    import importlib
-    import importlib.util
-    import sys
+def matchable(strategy: str) -> bool:
+    """True for a strategy whose memory is a byte budget (``memory_bytes`` option)."""
+    return any(o.name == "memory_bytes" for o in get_strategy(strategy).options)
 
-    for name in names:
-        try:
-            if name.endswith(".py"):
-                path = Path(name).expanduser()
-                if not path.is_file():
-                    raise UsageError(f"plugin file {path} does not exist")
-                module = f"clonebench_plugin_{path.stem}"
-                if module in sys.modules:
-                    continue
-                spec = importlib.util.spec_from_file_location(module, path)
-                loaded = importlib.util.module_from_spec(spec)
-                sys.modules[module] = loaded
-                spec.loader.exec_module(loaded)
-            else:
-                importlib.import_module(name)
-        except UsageError:
-            raise
-        except ModuleNotFoundError as err:
-            raise UsageError(f"cannot load plugin {name!r}: {err}; give a module on the "
-                             "Python path or a path to a .py file") from None
-        except Exception as err:  # the user's module failed while importing
-            raise UsageError(f"plugin {name!r} failed to load: {type(err).__name__}: "
-                             f"{' '.join(str(err).split())}") from None
+
+def check_matching(strategies: list[str], reference: Optional[str]) -> None:
+    """UsageError unless ``reference`` runs in the experiment and some strategy can match it."""
+    if reference is None:
+        return
+    if reference not in strategies:
+        raise UsageError(f"match_memory names {reference!r}, which is not among the "
+                         "experiment's strategies; add it or drop match_memory")
+    if not any(matchable(s) for s in strategies):
+        raise UsageError("match_memory needs a strategy with a memory_bytes budget (replay, "
+                         "icarl, der, gdumb, agem) among the experiment's strategies")
 
 
 def default_strategy_order() -> list[str]:
@@ -157,6 +140,7 @@ class RunConfig:
     source: Optional[dict[str, Any]]
     evaluation: Optional[dict[str, Any]] = None  # None: the test split
     data_version: int = 1  # the stream's data version (``StreamSpec.version``)
+    memory_match: Optional[str] = None  # the strategy whose extra bytes set memory_bytes
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -171,6 +155,8 @@ class RunConfig:
             del d["evaluation"]
         if d["data_version"] == 1:  # likewise for streams whose data never changed
             del d["data_version"]
+        if d["memory_match"] is None:
+            del d["memory_match"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -196,11 +182,15 @@ class Experiment:
     # None: evaluate on the test split; {"split": "validation", "fraction": f}: on a
     # validation set carved from each experience's training data (tuning; see benchmark.tune)
     evaluation: Optional[dict[str, Any]] = None
+    # a strategy (pnc) whose extra bytes set the budgets of a second, memory-matched
+    # configuration of every buffer rival (benchmark.run.matching)
+    match_memory: Optional[str] = None
 
     def run_configs(self) -> list[RunConfig]:
         """Every run of the grid, validated; UsageError on the first bad name or value."""
         device = resolve_device(self.device)
         source = validate_source(self.source)
+        check_matching(self.strategies, self.match_memory)
         for stream, backbone in self.backbones.items():
             if stream not in self.streams:
                 raise UsageError(f"[backbone] names stream {stream!r}, which is not in the "
@@ -301,70 +291,3 @@ def resolve_train(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     if merged["optimizer"] not in ("adam", "sgd"):
         raise UsageError(f"bad value {merged['optimizer']!r} for optimizer: choose adam or sgd")
     return merged
-
-
-def _expect(value, kind, what: str):
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise UsageError(f"malformed config: {what} must be a {names}, got {value!r}")
-    return value
-
-
-def load_experiment(path: Path) -> Experiment:
-    """An experiment from a TOML file; UsageError naming the problem if malformed."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except OSError as err:
-        raise UsageError(f"config file {path} cannot be read ({err.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"malformed config {path}: {err}") from None
-    unknown = sorted(set(data) - TOP_KEYS)
-    if unknown:
-        raise UsageError(f"malformed config {path}: unknown key {unknown[0]!r}; known: "
-                         f"{', '.join(sorted(TOP_KEYS))}")
-    plugins = [_expect(p, str, "each of plugins")
-               for p in _expect(data.get("plugins", []), list, "plugins")]
-    load_plugins(plugins)  # before the defaults, which list every registered strategy
-    exp = Experiment(plugins=plugins)
-    if "name" in data:
-        exp.name = check_name(_expect(data["name"], str, "name"))
-    if "stream" in data and "streams" in data:
-        raise UsageError(f"malformed config {path}: give either stream or streams, not both")
-    if "stream" in data:
-        exp.streams = [_expect(data["stream"], str, "stream")]
-    if "streams" in data:
-        exp.streams = [_expect(s, str, "each of streams")
-                       for s in _expect(data["streams"], list, "streams")]
-    if "strategies" in data:
-        exp.strategies = [_expect(s, str, "each of strategies")
-                          for s in _expect(data["strategies"], list, "strategies")]
-    if "seeds" in data:
-        exp.seeds = [_expect(s, int, "each seed") for s in _expect(data["seeds"], list, "seeds")]
-    if "device" in data:
-        exp.device = _expect(data["device"], str, "device")
-    if "deterministic" in data:
-        exp.deterministic = _expect(data["deterministic"], bool, "deterministic")
-    exp.train = dict(_expect(data.get("train", {}), dict, "[train]"))
-    exp.stream_options = {k: dict(_expect(v, dict, f"[stream_options.{k}]"))
-                          for k, v in _expect(data.get("stream_options", {}), dict,
-                                              "[stream_options]").items()}
-    exp.strategy_options = {k: dict(_expect(v, dict, f"[strategy.{k}]"))
-                            for k, v in _expect(data.get("strategy", {}), dict,
-                                                "[strategy]").items()}
-    if "source" in data:
-        exp.source = dict(_expect(data["source"], dict, "[source]"))
-    exp.backbones = {k: _expect(v, str, f"[backbone] {k}")
-                     for k, v in _expect(data.get("backbone", {}), dict, "[backbone]").items()}
-    return exp
-
-
-def parse_assignment(text: str) -> tuple:
-    """``STRATEGY.OPTION=VALUE`` from ``--set`` as (strategy, option, value string)."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise UsageError(f"bad --set {text!r}: expected STRATEGY.OPTION=VALUE, "
-                         "e.g. ewc.ewc_lambda=100")
-    lhs, value = text.split("=", 1)
-    strategy, option = lhs.split(".", 1)
-    return strategy.strip(), option.strip(), value.strip()

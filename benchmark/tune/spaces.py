@@ -19,12 +19,17 @@ SPACES: dict[str, dict[str, list[Any]]] = {
     "lwf": {"alpha": [0.5, 1.0, 2.0, 5.0], "temperature": [1.0, 2.0]},
     "joint": {"init": ["current", "theta0"]},
     "dynamic-expansion": {"gap_threshold": [0.5, 1.0, 1.5], "routing": ["prototype", "logits"]},
-    "weight-fusion": {"mode": ["sum", "mean", "task-arithmetic", "nonessential"],
-                      "importance": ["magnitude", "fisher"]},
+    "weight-fusion": {"mode": ["sum", "mean", "task-arithmetic", "nonessential"]},
     "pnc": {"routing": ["gaussian", "autoencoder", "gate"],
             "router_space": ["input", "input+target"]},
     "pnc-router": {"router_space": ["input", "target", "input+target"],
                    "shrinkage": [0.1, 0.5]},
+    "replay": {"batch_size_mem": [16, 32, 64]},
+    "der": {"alpha": [0.1, 0.3, 0.5], "beta": [0.5, 1.0]},
+    "agem": {"sample_size": [64, 128, 256]},
+    "slda": {"features": ["input", "step1"], "shrinkage_param": [1e-4, 1e-2, 1e-1]},
+    "ncm": {"features": ["input", "step1"], "normalize": [True, False]},
+    "fecam": {"tukey1": [0.5, 1.0], "shrink1": [0.5, 1.0, 2.0]},
 }
 
 

@@ -117,7 +117,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from benchmark.run.plan import load_experiment
+    from benchmark.run.experiment_file import load_experiment
 
     base = load_experiment(args.config) if args.config else Experiment(streams=[args.stream])
     stream = base.streams[0] if args.config else args.stream
