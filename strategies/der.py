@@ -78,7 +78,7 @@ class DER(BufferTemplate, AvalancheDER):
     """Avalanche's DER++ on tensor experiences, its buffer under a byte budget."""
 
     OPTIONS = BufferTemplate.OPTIONS + (
-        Option("alpha", float, 0.1, "weight of the MSE between buffer outputs and stored logits",
+        Option("alpha", float, 0.5, "weight of the MSE between buffer outputs and stored logits",
                low=0.0),
         Option("beta", float, 0.5, "weight of the cross-entropy on buffer samples (0: DER)",
                low=0.0),

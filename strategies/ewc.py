@@ -47,7 +47,7 @@ class EWC(FastTemplate):
     """Finetuning plus the EWC penalty."""
 
     OPTIONS = (
-        Option("ewc_lambda", float, 10000.0, "weight of the EWC penalty", low=0.0),
+        Option("ewc_lambda", float, 100000.0, "weight of the EWC penalty", low=0.0),
         Option("mode", str, "separate", "keep one Fisher per experience or a running one",
                choices=("separate", "online")),
         Option("decay_factor", float, 0.9, "decay of the running Fisher (mode=online only)",

@@ -54,7 +54,7 @@ class FeCAM(ClassStatisticsTemplate):
         Option("tukey", bool, True, "apply Tukey's ladder transform x^tukey1 to features"),
         Option("tukey1", float, 0.5, "power of the Tukey transform (0: log)", low=0.0),
         Option("shrinkage", bool, True, "shrink each class covariance"),
-        Option("shrink1", float, 1.0, "shrinkage towards the mean variance (diagonal)",
+        Option("shrink1", float, 0.5, "shrinkage towards the mean variance (diagonal)",
                low=0.0),
         Option("shrink2", float, 1.0, "shrinkage towards the mean covariance (off-diagonal)",
                low=0.0),

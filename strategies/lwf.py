@@ -18,7 +18,7 @@ class LwF(FastTemplate):
 
     OPTIONS = (
         Option("alpha", float, 0.5, "weight of the distillation loss", low=0.0),
-        Option("temperature", float, 1.0, "softmax temperature of the distillation", low=1e-3),
+        Option("temperature", float, 2.0, "softmax temperature of the distillation", low=1e-3),
     )
 
     def own_plugins(self):

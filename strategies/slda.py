@@ -73,7 +73,7 @@ class SLDA(ClassStatisticsTemplate):
 
     OPTIONS = (
         FEATURES,
-        Option("shrinkage_param", float, 1e-4, "shrinkage of the covariance towards identity",
+        Option("shrinkage_param", float, 1e-2, "shrinkage of the covariance towards identity",
                low=0.0, high=1.0),
         Option("streaming_update_sigma", bool, True,
                "update the shared covariance with every sample (false: keep it fixed)"),

@@ -70,7 +70,7 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
     monkeypatch.setitem(STREAMS._entries, "split-digits",
                         dataclasses.replace(spec, build=garbage_tests))
     garbled = tune_ewc(tmp_path / "garbage")
-    assert garbled.to_dict("records") == honest.to_dict("records")
+    pd.testing.assert_frame_equal(garbled, honest)
     a = pd.read_csv(tmp_path / "honest" / "tables" / "trials.csv")
     b = pd.read_csv(tmp_path / "garbage" / "tables" / "trials.csv")
     assert (a["split"] == "validation").all()

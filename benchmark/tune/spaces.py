@@ -42,17 +42,19 @@ def grid(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def trials(space: dict[str, list[Any]], defaults: dict[str, Any], budget: int,
            seed: int = 0) -> list[dict[str, Any]]:
     """At most ``budget`` configurations of the space's options: the whole grid if it fits,
-    else the defaults plus a seeded sample of the rest (in grid order)."""
+    else a seeded sample of it (in grid order) in which the defaults replace the last draw if
+    the sample missed them; the sample does not depend on the defaults otherwise, so tuning
+    again after adopting a sampled configuration as the default tries the same set."""
     if budget < 1:
         raise UsageError(f"bad trial budget {budget}: expected at least 1")
     combos = grid(space)
     if len(combos) <= budget:
         return combos
     default = {n: defaults[n] for n in space}
-    rest = [c for c in combos if c != default]
-    picked = random.Random(seed).sample(rest, budget - 1)
-    chosen = [default] + picked
-    return sorted(chosen, key=lambda c: combos.index(c) if c in combos else -1)
+    picked = random.Random(seed).sample(combos, budget)
+    if default not in picked:
+        picked[-1] = default
+    return sorted(picked, key=lambda c: combos.index(c) if c in combos else -1)
 
 
 def space_for(strategy: str, options: dict, given: dict[str, list[Any]] | None = None

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from benchmark.core.models import as_block_net
+from benchmark.core.options import Option
 from strategies.base import FastTemplate, Phase, count_parameters
 from strategies.pnc.network import ClonedNetwork, boundary_features
 from strategies.pnc.routers import GaussianRouter, GaussianStats, router_input
@@ -64,8 +65,9 @@ class GaussianClassifier(nn.Module):
 class PNCRouter(FastTemplate):
     """The router's own classifier (see the module docstring)."""
 
-    OPTIONS = tuple(o for o in OPTIONS if o.name in ("router_space", "router_pool",
-                                                      "shrinkage"))
+    OPTIONS = tuple(o for o in OPTIONS if o.name in ("router_space", "router_pool")) + (
+        Option("shrinkage", float, 0.5, "covariance shrinkage towards a scaled identity",
+               low=0.0, high=1.0),)
 
     def __init__(self, *, model: nn.Module, **kwargs):
         super().__init__(model=model, **kwargs)

@@ -103,7 +103,7 @@ def best_position(scores: dict, parameters: dict) -> tuple[int, str]:
 
 
 OPTIONS = (
-    Option("routing", str, "gaussian", "how the steps' outputs are combined: class-statistics "
+    Option("routing", str, "autoencoder", "how the steps' outputs are combined: class-statistics "
            "Gaussians, statistics-free autoencoders (Expert Gate) or gates against synthesised "
            "negatives, or none (raw logits, an ablation)", choices=ROUTINGS),
     Option("router_space", str, "input", "features the routers read", choices=ROUTER_SPACES),
