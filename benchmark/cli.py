@@ -80,8 +80,9 @@ def _add_run(sub) -> None:
                      metavar="STRATEGY.OPTION=VALUE",
                      help="set a strategy hyper-parameter, e.g. ewc.ewc_lambda=100 (repeatable)")
     run.add_argument("--match-memory", metavar="STRATEGY", help="also run every buffer rival "
-                     "with the extra bytes STRATEGY (e.g. pnc) kept on the same stream and seed "
-                     "as its memory_bytes budget")
+                     "with the extra bytes STRATEGY kept on the same stream and seed as its "
+                     "memory_bytes budget (default auto: pnc when pnc and a buffer rival run; "
+                     "none: never)")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads per run "
                      "(default: 1, the fastest for small models)")
     run.add_argument("--force", action="store_true", help="recompute runs already finished "
@@ -152,7 +153,7 @@ def _experiment_from_args(args):
     if args.device:
         exp.device = args.device
     if args.match_memory:
-        exp.match_memory = args.match_memory
+        exp.match_memory = None if args.match_memory == "none" else args.match_memory
     for text in args.assignments:
         strategy, option, value = parse_assignment(text)
         exp.strategy_options.setdefault(strategy, {})[option] = value

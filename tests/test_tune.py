@@ -3,6 +3,7 @@ trial budget for every strategy; tuning seeds disjoint from reported ones."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -90,3 +91,22 @@ def test_cli_tune_prints_and_writes_the_choices(tmp_path):
     assert len(trials_df) == 3 and set(trials_df["split"]) == {"validation"}
     bad = run_cli(["tune", "--strategies", "lwf", "--seeds", "0", "--out", tmp_path / "x"])
     assert bad.code == 2 and "reported seed" in bad.err
+
+
+def test_tuning_from_an_experiment_file_keeps_its_backbone_and_stream_options(tmp_path):
+    config = tmp_path / "exp.toml"
+    config.write_text('stream = "split-digits"\n[backbone]\nsplit-digits = "cnn"\n'
+                      '[stream_options.split-digits]\nn_experiences = 2\n')
+    result = run_cli(["tune", "--config", config, "--strategies", "finetune", "--seeds", "100",
+                      "--epochs", "1", "--out", tmp_path / "t"])
+    assert result.code != 0  # cnn does not take split-digits' 64 flat features
+    assert "backbone 'cnn'" in result.err
+    config.write_text('stream = "split-digits"\n[stream_options.split-digits]\n'
+                      'n_experiences = 2\n')
+    result = run_cli(["tune", "--config", config, "--strategies", "finetune", "--seeds", "100",
+                      "--epochs", "1", "--out", tmp_path / "t"])
+    assert result.code == 0, result.err
+    trials_df = pd.read_csv(tmp_path / "t" / "tables" / "trials.csv")
+    record = json.loads(next((tmp_path / "t" / "runs").glob("*.json")).read_text())
+    assert record["config"]["stream_options"] == {"n_experiences": 2}
+    assert len(trials_df) == 1

@@ -88,7 +88,8 @@ def load_experiment(path: Path) -> Experiment:
     if "deterministic" in data:
         exp.deterministic = _expect(data["deterministic"], bool, "deterministic")
     if "match_memory" in data:
-        exp.match_memory = _expect(data["match_memory"], str, "match_memory")
+        value = _expect(data["match_memory"], str, "match_memory")
+        exp.match_memory = None if value == "none" else value
     exp.train = dict(_expect(data.get("train", {}), dict, "[train]"))
     exp.stream_options = {k: dict(_expect(v, dict, f"[stream_options.{k}]"))
                           for k, v in _expect(data.get("stream_options", {}), dict,

@@ -147,8 +147,8 @@ def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecO
         try:
             _execute(configs, finished, force, outcome, store, run_backend,
                      exec_options, backend_options, poll_seconds, show, say, out)
-            if exp.match_memory is not None:
-                matched, missing = matched_configs(configs, exp.match_memory,
+            if exp.matched_to is not None:
+                matched, missing = matched_configs(configs, exp.matched_to,
                                                    store.load_all())
                 for line in missing:
                     say(f"memory match skipped: {line}")

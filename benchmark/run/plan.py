@@ -183,14 +183,23 @@ class Experiment:
     # validation set carved from each experience's training data (tuning; see benchmark.tune)
     evaluation: Optional[dict[str, Any]] = None
     # a strategy (pnc) whose extra bytes set the budgets of a second, memory-matched
-    # configuration of every buffer rival (benchmark.run.matching)
-    match_memory: Optional[str] = None
+    # configuration of every buffer rival (benchmark.run.matching); "auto": pnc when pnc and a
+    # buffer rival both run, else none
+    match_memory: Optional[str] = "auto"
+
+    @property
+    def matched_to(self) -> Optional[str]:
+        """The strategy the memory match follows, or None (``match_memory`` resolved)."""
+        if self.match_memory != "auto":
+            return self.match_memory
+        return "pnc" if "pnc" in self.strategies and any(
+            matchable(s) for s in self.strategies if s in STRATEGIES) else None
 
     def run_configs(self) -> list[RunConfig]:
         """Every run of the grid, validated; UsageError on the first bad name or value."""
         device = resolve_device(self.device)
         source = validate_source(self.source)
-        check_matching(self.strategies, self.match_memory)
+        check_matching(self.strategies, self.matched_to)
         for stream, backbone in self.backbones.items():
             if stream not in self.streams:
                 raise UsageError(f"[backbone] names stream {stream!r}, which is not in the "

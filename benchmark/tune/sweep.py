@@ -15,8 +15,9 @@ the folder's report adds ``tables/trials.csv`` (every trial and seed, column ``s
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 
@@ -63,9 +64,11 @@ def plan_trials(strategies: list[str], budget: int, grids: dict) -> dict[str, li
 
 def run_tuning(stream: str, strategies: list[str], seeds: list[int], budget: int,
                fraction: float, out: Path, grids: dict, train: dict,
-               exec_options: ExecOptions, jobs: int = 1, quiet: bool = True
-               ) -> pd.DataFrame:
-    """Runs every trial into ``out`` and writes the tuning tables; returns the choices."""
+               exec_options: ExecOptions, jobs: int = 1, quiet: bool = True,
+               base: Optional[Experiment] = None) -> pd.DataFrame:
+    """Runs every trial into ``out`` and writes the tuning tables; returns the choices.
+    ``base`` (an experiment file's) gives the backbone, stream options, source and plugins of
+    every trial; its strategies, seeds and options are replaced by the trials'."""
     from benchmark.run.grid import run_experiment
 
     reported = sorted(set(seeds) & set(DEFAULT_SEEDS))
@@ -77,9 +80,11 @@ def run_tuning(stream: str, strategies: list[str], seeds: list[int], budget: int
         raise UsageError(f"bad --fraction {fraction}: expected a number in (0, 1)")
     plan = plan_trials(strategies, budget, grids)
     evaluation = {"split": "validation", "fraction": fraction}
-    experiments = [Experiment(name=out.name, streams=[stream], strategies=[name],
-                              seeds=list(seeds), train=dict(train),
-                              strategy_options={name: options}, evaluation=evaluation)
+    base = base or Experiment(streams=[stream])
+    experiments = [dataclasses.replace(base, name=out.name, streams=[stream],
+                                       strategies=[name], seeds=list(seeds),
+                                       train=dict(train), strategy_options={name: options},
+                                       evaluation=evaluation, match_memory=None)
                    for name, configs in plan.items() for options in configs]
     for exp in experiments:  # everything is validated before anything runs
         exp.run_configs()
@@ -127,7 +132,7 @@ def run(args) -> int:
     out = args.out or Path("results") / "tuning" / stream
     choices = run_tuning(stream, strategies, args.seeds, args.trials, args.fraction, out,
                          parse_grid(args.grid), train,
-                         ExecOptions(data_root=args.data_root), jobs=args.jobs)
+                         ExecOptions(data_root=args.data_root), jobs=args.jobs, base=base)
     for _, row in choices.iterrows():
         mark = "" if row["chosen"] == row["defaults"] else "  (differs from the defaults)"
         print(f"{row['stream']} {row['strategy']}: {row['chosen']} -> validation A_T "
