@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.clonebench-installed
 OUT    ?= results/default
 
-.PHONY: setup demo test test-fast clean-venv data tuning results-pretrained results-fashion \
-        results
+.PHONY: setup demo test test-fast clean-venv data tuning router-study results-pretrained \
+        results-fashion results
 
 setup: $(STAMP)
 
@@ -49,6 +49,15 @@ tuning: setup
 	    joint,finetune --seeds 100 --epochs $$e --jobs $(JOBS) \
 	    --out results/tuning/split-fashion-mnist/epochs-$$e || exit 1; done
 
+# PNC's routers compared on Fashion-MNIST validation data (documentation only: the default
+# router was chosen on split-digits by the same trial budget as every strategy).
+router-study: setup data
+	rm -rf results/tuning/split-fashion-mnist/routers
+	$(VENV)/bin/clonebench tune --config experiments/fashion-mnist.toml --strategies pnc \
+	  --seeds 100 --grid pnc.routing=gaussian,autoencoder,gate \
+	  pnc.router_space=input,input+target --jobs $(JOBS) \
+	  --out results/tuning/split-fashion-mnist/routers
+
 results-pretrained: setup
 	rm -rf results/pretrained-source
 	$(VENV)/bin/clonebench run --config experiments/pretrained-source.toml --jobs $(JOBS)
@@ -60,7 +69,7 @@ results-fashion: setup data
 	status=$$?; echo "fashion-mnist grid wall time: $$(( $$(date +%s) - start )) s"; \
 	exit $$status
 
-results: demo tuning results-pretrained results-fashion
+results: demo tuning router-study results-pretrained results-fashion
 
 # Real Fashion-MNIST with no download: Debian's package dataset-fashion-mnist puts the four IDX
 # .gz files in $(FASHION_DIR), where split-fashion-mnist looks after the data root. Installs it

@@ -17,7 +17,7 @@ class LwF(FastTemplate):
     """Finetuning plus distillation from the model of the previous step."""
 
     OPTIONS = (
-        Option("alpha", float, 0.5, "weight of the distillation loss", low=0.0),
+        Option("alpha", float, 1.0, "weight of the distillation loss", low=0.0),
         Option("temperature", float, 2.0, "softmax temperature of the distillation", low=1e-3),
     )
 

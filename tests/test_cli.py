@@ -39,7 +39,7 @@ class TestList:
         out = run_cli(["list"]).out
         assert "split-digits" in out and "n_experiences=5" in out
         assert "ewc_lambda=100000.0" in out and "mode='separate'" in out
-        assert "      alpha=0.5: " in out and "      temperature=2.0: " in out
+        assert "      alpha=1.0: " in out and "      temperature=2.0: " in out
         assert "finetune" in out
 
 

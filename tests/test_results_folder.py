@@ -194,7 +194,7 @@ def test_the_description_covers_every_record_with_typed_values(small_copy):
     assert described["runs"] == 2 and described["ok"] == 2
     assert sorted(described["strategies"]) == ["finetune", "lwf"]
     (lwf,) = described["strategies"]["lwf"]
-    assert lwf == {"hparams": {"alpha": 2.0, "temperature": 1.0}, "seeds": [1]}
+    assert lwf == {"hparams": {"alpha": 2.0, "temperature": 2.0}, "seeds": [1]}
     assert isinstance(lwf["hparams"]["alpha"], float)
     assert described["strategies"]["finetune"] == [{"hparams": {}, "seeds": [0]}]
     assert described["seeds"] == [0, 1]

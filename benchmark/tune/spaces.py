@@ -24,11 +24,11 @@ SPACES: dict[str, dict[str, list[Any]]] = {
             "router_space": ["input", "input+target"]},
     "pnc-router": {"router_space": ["input", "target", "input+target"],
                    "shrinkage": [0.1, 0.5]},
-    "replay": {"batch_size_mem": [16, 32, 64]},
+    "replay": {"batch_size_mem": [None, 16, 64]},  # None: as many as the training batch
     "der": {"alpha": [0.1, 0.3, 0.5], "beta": [0.5, 1.0]},
     "agem": {"sample_size": [64, 128, 256]},
-    "slda": {"features": ["input", "step1"], "shrinkage_param": [1e-4, 1e-2, 1e-1]},
-    "ncm": {"features": ["input", "step1"], "normalize": [True, False]},
+    "slda": {"features": ["auto", "step1"], "shrinkage_param": [1e-4, 1e-2, 1e-1]},
+    "ncm": {"features": ["auto", "step1"], "normalize": [True, False]},
     "fecam": {"tukey1": [0.5, 1.0], "shrink1": [0.5, 1.0, 2.0]},
 }
 
