@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.clonebench-installed
 OUT    ?= results/default
 
-.PHONY: setup demo test test-fast clean-venv data tuning router-study results-pretrained \
-        results-fashion results
+.PHONY: setup demo test test-fast clean-venv data tuning router-study results-matched \
+        results-pretrained results-fashion results
 
 setup: $(STAMP)
 
@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray]"
 	@touch $(STAMP)
 
-# Runs the default experiment (split-digits, every strategy, 10 seeds, memory-matched rivals)
-# and writes its report; everything is recomputed, the cached source experts included, so the
-# records carry their cost. Two runs at a time (the machine's two cores), one thread each.
+# Runs the default experiment (split-digits, every strategy, 10 seeds)
+# and writes its report, from scratch: the folder's records and cached source experts are
+# removed first (so it holds exactly this experiment and the records carry the experts' cost).
+# Two runs at a time (the machine's two cores), one thread each.
 JOBS ?= 2
 demo: setup
-	@rm -rf $(OUT)/experts
+	@rm -rf $(OUT)/runs $(OUT)/experts
 	@start=$$(date +%s); \
 	$(VENV)/bin/clonebench run --out $(OUT) --force --jobs $(JOBS); status=$$?; \
 	echo "default experiment wall time: $$(( $$(date +%s) - start )) s"; \
@@ -58,6 +59,10 @@ router-study: setup data
 	  pnc.router_space=input,input+target --jobs $(JOBS) \
 	  --out results/tuning/split-fashion-mnist/routers
 
+results-matched: setup
+	rm -rf results/memory-matched
+	$(VENV)/bin/clonebench run --config experiments/memory-matched.toml --jobs $(JOBS)
+
 results-pretrained: setup
 	rm -rf results/pretrained-source
 	$(VENV)/bin/clonebench run --config experiments/pretrained-source.toml --jobs $(JOBS)
@@ -69,7 +74,7 @@ results-fashion: setup data
 	status=$$?; echo "fashion-mnist grid wall time: $$(( $$(date +%s) - start )) s"; \
 	exit $$status
 
-results: demo tuning router-study results-pretrained results-fashion
+results: demo tuning router-study results-matched results-pretrained results-fashion
 
 # Real Fashion-MNIST with no download: Debian's package dataset-fashion-mnist puts the four IDX
 # .gz files in $(FASHION_DIR), where split-fashion-mnist looks after the data root. Installs it

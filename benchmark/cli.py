@@ -81,8 +81,8 @@ def _add_run(sub) -> None:
                      help="set a strategy hyper-parameter, e.g. ewc.ewc_lambda=100 (repeatable)")
     run.add_argument("--match-memory", metavar="STRATEGY", help="also run every buffer rival "
                      "with the extra bytes STRATEGY kept on the same stream and seed as its "
-                     "memory_bytes budget (default auto: pnc when pnc and a buffer rival run; "
-                     "none: never)")
+                     "memory_bytes budget (auto: pnc when pnc and a buffer rival run; none, the "
+                     "default: never)")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads per run "
                      "(default: 1, the fastest for small models)")
     run.add_argument("--force", action="store_true", help="recompute runs already finished "

@@ -55,3 +55,10 @@ def test_match_memory_must_name_a_strategy_of_the_experiment(tmp_path):
     result = run_cli(["run", "--config", config, "--out", tmp_path / "out"])
     assert result.code == 2 and "match_memory names 'pnc'" in result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_matching_is_opt_in_and_auto_follows_pnc_when_a_buffer_rival_runs():
+    assert Experiment(strategies=["pnc", "replay"]).matched_to is None
+    assert Experiment(strategies=["pnc", "replay"], match_memory="auto").matched_to == "pnc"
+    assert Experiment(strategies=["pnc", "slda"], match_memory="auto").matched_to is None
+    assert Experiment(strategies=["replay", "der"], match_memory="auto").matched_to is None

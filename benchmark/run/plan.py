@@ -184,8 +184,8 @@ class Experiment:
     evaluation: Optional[dict[str, Any]] = None
     # a strategy (pnc) whose extra bytes set the budgets of a second, memory-matched
     # configuration of every buffer rival (benchmark.run.matching); "auto": pnc when pnc and a
-    # buffer rival both run, else none
-    match_memory: Optional[str] = "auto"
+    # buffer rival both run, else none; None (the default): no matched runs
+    match_memory: Optional[str] = None
 
     @property
     def matched_to(self) -> Optional[str]:
