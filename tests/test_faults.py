@@ -185,11 +185,16 @@ def test_diverging_runs_fail_with_one_line_each_and_the_grid_goes_on(tmp_path, c
 
 
 def driver(out: Path) -> subprocess.Popen:
-    """``python -m benchmark run`` on the 6-run grid, as a separate process."""
-    cmd = [sys.executable, "-m", "benchmark", "run", "--strategies", "finetune", "--seeds",
-           *map(str, GRID_SEEDS), "--epochs", "1", "--device", "cpu", "--out", str(out),
-           "--quiet"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """``python -m benchmark run`` on the 6-run grid, as a separate process. The child installs
+    Python's Ctrl-C handler itself: an ignored SIGINT is inherited across exec (a library of
+    this test process may have set it), and Python then leaves it ignored."""
+    args = ["run", "--strategies", "finetune", "--seeds", *map(str, GRID_SEEDS), "--epochs",
+            "1", "--device", "cpu", "--out", str(out), "--quiet"]
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv = ['benchmark', *sys.argv[1:]]; runpy.run_module('benchmark', "
+             "run_name='__main__', alter_sys=True)")
+    return subprocess.Popen([sys.executable, "-c", start, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def finished(out: Path):

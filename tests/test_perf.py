@@ -65,6 +65,19 @@ def test_perf_split_digits_end_to_end():
     assert diff < 1e-5
 
 
+def test_perf_pnc_reference_does_the_suites_work():
+    """PNC's plain reference (its own phases without the template) ends with the suite's
+    weights, so the ratio measures the template's overhead only."""
+    code, out, _ = run_perf(["--strategy", "pnc", "--workloads", "split-digits", "--epochs", "1",
+                             "--repeats", "1", "--device", "cpu", "--threads", "1"])
+    assert code == 0, out
+    (row,) = parse_table(out)
+    check_row(row)
+    diff = float(re.search(r"split-digits: max \|suite weights - plain weights\| = (\S+)",
+                           out).group(1))
+    assert diff == 0
+
+
 @pytest.mark.slow
 def test_perf_both_workloads_with_another_strategy():
     code, out, _ = run_perf(["--strategy", "lwf", "--epochs", "1", "--repeats", "2",

@@ -172,6 +172,7 @@ def train_suite(work: Workload, device: torch.device, strategy: str,
 
     spec = get_strategy(strategy)
     settings = work.settings()
+    torch.manual_seed(SEED)  # as the runner does: modules a strategy creates draw from it
     model = work.make_model().to(device)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     provider = _expert_provider(work, device, theta0) if spec.uses_source else None
@@ -192,24 +193,49 @@ def _expert_provider(work: Workload, device: torch.device, theta0: dict):
     return ExpertProvider(work.make_model, theta0, work.settings(), identity, device)
 
 
-def plain_phase(phase) -> None:
-    """A strategy's phase run by a hand-written loop (no template, no hooks)."""
+def plain_phase(phase, learner=None) -> None:
+    """A strategy's phase run by a hand-written loop (no template, no hooks). Phases that read
+    the mini-batch from the strategy (``mb_x``, ``mb_y``) find it in ``learner.mbatch``;
+    phases without an optimizer are forward passes only."""
     for _ in range(phase.epochs):
-        for xb, yb, _ in phase.loader:
+        for batch in phase.loader:
+            if learner is not None:
+                learner.mbatch = batch
+            xb, yb = batch[0], batch[1]
+            if phase.optimizer is None:
+                with torch.no_grad():
+                    phase.forward(xb)
+                continue
             phase.optimizer.zero_grad()
             phase.loss(phase.forward(xb), yb).backward()
             phase.optimizer.step()
 
 
+def run_plain_phases(phases, learner):
+    """Every phase of a generator of phases by ``plain_phase``; returns the generator's value."""
+    try:
+        phase = next(phases)
+        while True:
+            plain_phase(phase, learner)
+            phase = phases.send(None)
+    except StopIteration as stop:
+        return stop.value
+
+
 def train_plain_pnc(work: Workload, device: torch.device, hparams: dict
                     ) -> tuple[nn.Module, float]:
-    """PNC's reference: step 1 by the plain loop, each later step by PNC's own phases
-    (``PNC.clone_phases``) run by a hand-written loop with no template around them, on the
-    same sources. Returns the network and the seconds spent by the source provider."""
+    """PNC's reference: step 1 by the plain loop, then PNC's own phases (step 1's router,
+    ``PNC.clone_phases`` for each later step) run by a hand-written loop with no template
+    around them, on the same sources. Returns the network and the seconds spent by the source
+    provider."""
+    from benchmark.core.models import as_block_net
     from strategies import get_strategy
     from strategies.base import decoded_experience
+    from strategies.pnc.network import ClonedNetwork
+    from strategies.pnc.routing_phases import RouterTraining
 
     spec = get_strategy("pnc")
+    torch.manual_seed(SEED)  # as train_suite: the routers' initial weights draw from it
     model = work.make_model().to(device)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     provider = _expert_provider(work, device, theta0)
@@ -217,10 +243,11 @@ def train_plain_pnc(work: Workload, device: torch.device, hparams: dict
                        source_provider=provider, train_settings=work.settings(),
                        train_mb_size=work.batch_size, train_epochs=work.epochs, device=device,
                        seed=SEED, **spec.resolve(hparams))
-    generator = torch.Generator().manual_seed(SEED)
+    hp = learner.hp
+    generator = learner.generator  # step 1 draws its shuffles where the suite's step 1 does
     for experience in work.data.train_experiences():
         x, y = decoded_experience(experience, device)
-        classes = experience.classes_in_this_experience
+        classes = [int(c) for c in experience.classes_in_this_experience]
         learner.experience = experience
         if experience.current_experience == 0:
             model.train()
@@ -233,10 +260,15 @@ def train_plain_pnc(work: Workload, device: torch.device, hparams: dict
                     learner.optimizer.zero_grad()
                     F.cross_entropy(model(x[idx]), y[idx]).backward()
                     learner.optimizer.step()
-            learner.model = learner.start_network(model.eval(), x, y, classes)
+            target = as_block_net(model, x[:2])
+            learner.model = ClonedNetwork(target, classes, hp["routing"], hp["router_space"],
+                                          hp["router_pool"]).to(device)
+            router = RouterTraining(learner, x, y, classes)
+            learner.model.base_router = run_plain_phases(router.base_phases(), learner)
         else:
-            for phase in learner.clone_phases(x, y, classes, experience.current_experience + 1):
-                plain_phase(phase)
+            learner.model.train()
+            run_plain_phases(learner.clone_phases(x, y, classes,
+                                                  experience.current_experience + 1), learner)
     return learner.model, sum(provider.seconds.values())
 
 
