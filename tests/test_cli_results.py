@@ -77,7 +77,7 @@ def record(strategy, seed, final, forgetting, locality, model_bytes, state_bytes
 
 def test_readable_bytes():
     assert [readable_bytes(n) for n in (0, 1000, 1536, 5 * 2 ** 20, 3 * 2 ** 30, None)] == [
-        "0 B", "1000 B", "1.5 KiB", "5 MiB", "3 GiB", "-"]
+        "0 B", "1.0 kB", "1.5 kB", "5.2 MB", "3.2 GB", "-"]
 
 
 def test_summary_rows_average_the_successful_runs():
@@ -90,9 +90,9 @@ def test_summary_rows_average_the_successful_runs():
     ])
     assert rows == [
         {"strategy": "pnc", "n": "2", "A_T": "0.600 ± 0.141", "forgetting": "0.200 ± 0.141",
-         "L": "0.950 ± 0.071", "memory": "3 KiB"},
+         "L": "0.950 ± 0.071", "memory": "3.1 kB"},
         {"strategy": "ewc", "n": "1 (1 failed)", "A_T": "0.200", "forgetting": "0.600",
-         "L": "0.400", "memory": "2 KiB"},
+         "L": "0.400", "memory": "2.0 kB"},
     ]
 
 
@@ -104,11 +104,11 @@ def test_summary_rows_name_the_stream_when_there_are_several():
 
 def test_format_table_aligns_columns():
     table = format_table([{"strategy": "pnc", "n": "5", "A_T": "0.5", "forgetting": "0.1",
-                           "L": "1.0", "memory": "3 KiB"}])
+                           "L": "1.0", "memory": "3.1 kB"}])
     header, rule, row = table.splitlines()
     assert header.split() == ["strategy", "n", "A_T", "forgetting", "L", "memory"]
     assert len(header) == len(rule) == len(row)
-    assert row.startswith("pnc") and row.endswith("3 KiB")
+    assert row.startswith("pnc") and row.endswith("3.1 kB")
 
 
 def test_failure_line():

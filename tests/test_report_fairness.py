@@ -78,7 +78,7 @@ def test_ablations_by_hand():
     assert (loss["difference_low"], loss["difference_high"]) == pytest.approx((5.0, 10.0))
     absent = table.loc[("t", "PNC net of its router")]
     assert absent["n_pairs"] == 0 and math.isnan(absent["difference_points"])
-    assert "pnc-router did not run" in absent["reason"]
+    assert "pnc-router has no successful runs" in absent["reason"]
 
 
 def memory_records(pnc_bytes=MEMORY):

@@ -7,6 +7,7 @@ ResNet-18.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -51,11 +52,8 @@ class Workload:
     def first_step(self) -> Workload:
         """The same workload cut to its first experience and one epoch (for warm-up)."""
         d = self.data
-        cut = StreamData(name=d.name, seed=d.seed, num_classes=d.num_classes,
-                         input_shape=d.input_shape, backbone=d.backbone,
-                         classes_per_step=d.classes_per_step[:1], train=d.train[:1],
-                         test=d.test[:1], options=d.options, augment=d.augment,
-                         decode=d.decode)
+        cut = dataclasses.replace(d, classes_per_step=d.classes_per_step[:1], train=d.train[:1],
+                                  test=d.test[:1])
         return Workload(self.name, cut, self.backbone, 1, self.batch_size, self.lr)
 
 

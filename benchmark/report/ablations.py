@@ -26,19 +26,6 @@ ABLATION_COLUMNS = ["stream", "quantity", "minuend", "subtrahend", "meaning", "m
                     "reason"]
 
 
-def _single_label(runs: pd.DataFrame, stream: str, strategy: str) -> tuple[str, str]:
-    """The one label of ``strategy`` with successful runs on ``stream`` ("" and why if none or
-    several)."""
-    sub = runs[(runs["stream"] == stream) & (runs["strategy"] == strategy)
-               & (runs["status"] == "ok")]
-    labels = sorted(sub["label"].unique())
-    if not labels:
-        return "", f"{strategy} did not run (successfully) on {stream}"
-    if len(labels) > 1:
-        return "", f"{strategy} has {len(labels)} configurations on {stream}; pairing needs one"
-    return labels[0], ""
-
-
 def ablation_table(runs: pd.DataFrame, metric: str = "final_accuracy",
                    confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
     """Per stream, the rows of ``ABLATIONS``: the paired difference minuend - subtrahend of
@@ -47,10 +34,7 @@ def ablation_table(runs: pd.DataFrame, metric: str = "final_accuracy",
     rows = []
     by_seed = SeedValues(runs)
     for stream in sorted(runs["stream"].unique()):
-        labels = {}
-        for strategy in ("pnc", ROUTER, ORACLE):
-            labels[strategy] = (baseline_label(runs, stream) if strategy == "pnc"
-                                else _single_label(runs, stream, strategy))
+        labels = {s: baseline_label(runs, stream, s) for s in ("pnc", ROUTER, ORACLE)}
         for quantity, minuend, subtrahend, meaning in ABLATIONS:
             row = {"stream": stream, "quantity": quantity, "minuend": minuend,
                    "subtrahend": subtrahend, "meaning": meaning, "metric": metric}

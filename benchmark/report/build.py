@@ -55,10 +55,11 @@ from benchmark.run.folder import ReportWriter
 from benchmark.run.store import ResultsStore, atomic_write
 
 
-def mean_accuracy_matrices(records: Sequence[dict]) -> dict[str, dict[str, np.ndarray]]:
+def mean_accuracy_matrices(records: Sequence[dict], labels: Optional[dict[str, str]] = None
+                           ) -> dict[str, dict[str, np.ndarray]]:
     """Stream -> label -> mean over successful seeds of the accuracy matrix (NaN above the
     diagonal); runs whose matrix shape differs from the label's most common one are left out."""
-    labels = variant_labels(records)
+    labels = labels if labels is not None else variant_labels(records)
     groups: dict[tuple[str, str], list[np.ndarray]] = {}
     for r in records:
         if r["status"] == "ok" and r["accuracy_matrix"]:
@@ -116,8 +117,9 @@ def build_report(root: Path, quiet: bool = False) -> Path:
     root = Path(root)
     store = ResultsStore(root).check()
     records = list(store.records())
-    runs = runs_table(records)
-    steps = steps_table(records)
+    labels = variant_labels(records)  # once: each table below labels the same runs
+    runs = runs_table(records, labels)
+    steps = steps_table(records, labels)
     summary = summary_table(runs)
     paired = paired_tests(runs)
     friedman_rows, ranks = friedman_tests(runs)
@@ -128,8 +130,9 @@ def build_report(root: Path, quiet: bool = False) -> Path:
     order = strategy_order(runs["label"], roles)
     tags = {label: role_tag(role, note) for label, role, note in
             zip(runs["label"], runs["role"], runs["note"].fillna(""))}
-    charts = figures.all_charts(summary, steps, loss_table(records),
-                                mean_accuracy_matrices(records), ranks, order, tags, roles)
+    charts = figures.all_charts(summary, steps, loss_table(records, labels),
+                                mean_accuracy_matrices(records, labels), ranks, order, tags,
+                                roles)
     experiment, experiment_note = read_experiment(root)
     content = page.render(page.ReportContent(
         root=root, runs=runs, summary=summary, display=display_summary(summary),

@@ -59,14 +59,16 @@ def compared_labels(runs: pd.DataFrame, stream: str) -> list[str]:
             if s.split("[")[0] != BASELINE]
 
 
-def baseline_label(runs: pd.DataFrame, stream: str) -> tuple[Optional[str], str]:
-    """The ``pnc`` label with successful runs on ``stream``, or None and the reason."""
-    sub = runs[(runs["stream"] == stream) & (runs["strategy"] == BASELINE)]
+def baseline_label(runs: pd.DataFrame, stream: str, strategy: str = BASELINE
+                   ) -> tuple[Optional[str], str]:
+    """The one label of ``strategy`` (default ``pnc``) with successful runs on ``stream``, or
+    None and the reason (none, or several configurations: pairing by seed needs one)."""
+    sub = runs[(runs["stream"] == stream) & (runs["strategy"] == strategy)]
     ok_labels = sorted(sub.loc[sub["status"] == "ok", "label"].unique())
     if not ok_labels:
-        return None, f"{BASELINE} has no successful runs on {stream}"
+        return None, f"{strategy} has no successful runs on {stream}"
     if len(ok_labels) > 1:
-        return None, (f"{BASELINE} has {len(ok_labels)} configurations on {stream}; paired tests "
+        return None, (f"{strategy} has {len(ok_labels)} configurations on {stream}; paired tests "
                       "need one")
     return ok_labels[0], ""
 

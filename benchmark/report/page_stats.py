@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from benchmark.core.metrics import METRICS_BY_NAME
 from benchmark.report.claim import COMPARISONS
 from benchmark.report.comparisons import WILCOXON_ABSENT
 from benchmark.report.formats import format_bytes
@@ -13,8 +14,6 @@ from benchmark.report.stats import INTERVAL_METHOD
 
 HTML_TEST_METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting",
                      "locality", "original_locality")
-TEST_TITLES = {"final_accuracy": "A_T", "average_incremental_accuracy": "AIA",
-               "forgetting": "Forgetting", "locality": "L", "original_locality": "L_orig"}
 
 
 def _verdict_class(supports) -> str:
@@ -181,7 +180,7 @@ def section_tests(tests: pd.DataFrame, ranks: pd.DataFrame, units: dict, alpha: 
         if absent:
             parts.append(f'<p class="note">{esc("; ".join(absent))}: the paired t-test '
                          "applies instead.</p>")
-        heads = [f"{TEST_TITLES[m]}: pnc − strategy" for m in HTML_TEST_METRICS]
+        heads = [f"{METRICS_BY_NAME[m].label}: pnc − strategy" for m in HTML_TEST_METRICS]
         parts.append(table(["strategy", "role", "n", *heads, "note"], rows,
                            text_columns={0, 1, 3 + len(HTML_TEST_METRICS)},
                            row_classes=row_cls))

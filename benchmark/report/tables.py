@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -114,12 +115,13 @@ def _last(values) -> float:
     return float(values[-1]) if values and values[-1] is not None else np.nan
 
 
-def runs_table(records: list[dict]) -> pd.DataFrame:
+def runs_table(records: list[dict], labels: Optional[dict[str, str]] = None
+               ) -> pd.DataFrame:
     """One row per run: identity and role, status, every metric of the record (NaN where an
     older record lacks one), and costs (``parameters``, ``model_bytes``, ``state_bytes`` and
     their sum ``total_bytes`` after the last step; ``seconds`` of training summed over steps,
     ``source_seconds`` spent obtaining sources, ``peak_memory_mb`` over steps)."""
-    labels = variant_labels(records)
+    labels = labels if labels is not None else variant_labels(records)
     extra_metrics = sorted({m for r in records for m in r["metrics"]} - set(ALL_METRIC_NAMES))
     metric_cols = [*ALL_METRIC_NAMES, *extra_metrics]
     rows = []
@@ -151,10 +153,11 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
     return table.sort_values(["stream", "label", "seed"], kind="stable").reset_index(drop=True)
 
 
-def steps_table(records: list[dict]) -> pd.DataFrame:
+def steps_table(records: list[dict], labels: Optional[dict[str, str]] = None
+                ) -> pd.DataFrame:
     """One row per successful run and step k (1-based): A_k, L_k (NaN at step 1), old accuracy
     (mean over experiences < k; NaN at step 1) and new accuracy a[k][k]."""
-    labels = variant_labels(records)
+    labels = labels if labels is not None else variant_labels(records)
     rows = []
     for r in records:
         if r["status"] != "ok" or not r["accuracy_matrix"]:
@@ -174,11 +177,12 @@ def steps_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def loss_table(records: list[dict]) -> pd.DataFrame:
+def loss_table(records: list[dict], labels: Optional[dict[str, str]] = None
+               ) -> pd.DataFrame:
     """One row per successful run, step k (1-based) and entry of the step's ``loss_curve``:
     ``index`` (its position within the step), ``phase``, ``epoch`` (1-based within the phase)
     and ``loss`` (the epoch's mean training loss). Empty for records without loss curves."""
-    labels = variant_labels(records)
+    labels = labels if labels is not None else variant_labels(records)
     rows = []
     for r in records:
         if r["status"] != "ok":

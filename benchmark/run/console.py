@@ -15,19 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from benchmark.report.formats import format_bytes
+
 COLUMNS = ("strategy", "n", "A_T", "forgetting", "L", "memory")
 LISTED_FAILURES = 10
 
 
 def readable_bytes(count: Optional[float]) -> str:
-    """``count`` bytes as B, KiB, MiB or GiB with 3 significant digits; "-" for None."""
-    if count is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB"):
-        if abs(count) < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.3g} {unit}"
-        count /= 1024
-    return f"{count:.3g} GiB"
+    """``count`` bytes in the report's units (``format_bytes``: B, kB, MB, GB); "-" for None."""
+    return "-" if count is None else format_bytes(count)
 
 
 def mean_sd(values: Sequence[Optional[float]]) -> str:

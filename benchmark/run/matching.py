@@ -43,6 +43,7 @@ def matched_configs(configs: list[RunConfig], reference: str, records: dict
     """The matched runs of ``configs`` given the finished ``records`` (by key), and a line per
     run that cannot be planned because its reference run did not finish."""
     refs = {_identity(c): c for c in configs if c.strategy == reference}
+    backbones: dict[str, int] = {}  # its bytes depend on the stream and backbone, not the seed
     planned, missing = [], []
     for cfg in configs:
         if not matchable(cfg.strategy) or cfg.memory_match is not None:
@@ -53,7 +54,10 @@ def matched_configs(configs: list[RunConfig], reference: str, records: dict
             missing.append(f"{cfg.strategy} seed {cfg.seed} on {cfg.stream}: no finished "
                            f"{reference} run to match")
             continue
-        budget = max(1, extra_bytes(record, backbone_bytes(cfg)))
+        shape = json.dumps([cfg.stream, cfg.stream_options, cfg.backbone], sort_keys=True)
+        if shape not in backbones:
+            backbones[shape] = backbone_bytes(cfg)
+        budget = max(1, extra_bytes(record, backbones[shape]))
         planned.append(dataclasses.replace(cfg, hparams=dict(cfg.hparams, memory_bytes=budget),
                                            memory_match=reference))
     return planned, missing

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strategies.base import Phase
+from strategies.base import Phase, module_bytes
 from strategies.pnc.negatives import (
     BatchNormPrior,
     InversionBatch,
@@ -66,8 +66,7 @@ class RouterTraining:
         with torch.no_grad():
             auto.scale.fill_(float(auto.error(z).mean()) * self.hp["router_temperature"])
         self.report = {"router": "autoencoder", "router_error": float(auto.scale),
-                       "router_bytes": sum(t.numel() * t.element_size()
-                                           for t in [*auto.parameters(), *auto.buffers()])}
+                       "router_bytes": module_bytes(auto)}
         return auto
 
     # ---- gaussian ------------------------------------------------------------------------
@@ -85,8 +84,7 @@ class RouterTraining:
         yield Phase("router", 1, loader, None, forward=accumulate)
         router = GaussianRouter(stats, self.hp["shrinkage"]).to(self.x.device)
         self.report = {"router": "gaussian",
-                       "router_bytes": sum(b.numel() * b.element_size()
-                                           for b in router.buffers())}
+                       "router_bytes": module_bytes(router)}
         return router
 
     # ---- gate ----------------------------------------------------------------------------
@@ -126,8 +124,7 @@ class RouterTraining:
                        "router_positives": len(z_pos), "router_negatives": len(z_neg),
                        "gate_accepts_positives": taken_pos,
                        "gate_accepts_negatives": taken_neg,
-                       "router_bytes": sum(p.numel() * p.element_size()
-                                           for p in gate.parameters())}
+                       "router_bytes": module_bytes(gate)}
         return gate
 
     @staticmethod

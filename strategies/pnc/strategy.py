@@ -199,7 +199,7 @@ class PNC(FastTemplate):
         so a dataset's transforms apply at every epoch."""
         net, hp = self.model, self.hp
         net.eval()
-        source = self._source(self.experience)
+        source = self._source(self.experience, x, y)
         local = torch.zeros(int(max(classes)) + 1, dtype=torch.int64, device=x.device)
         local[torch.tensor(list(classes), device=x.device)] = torch.arange(len(classes),
                                                                           device=x.device)
@@ -277,15 +277,15 @@ class PNC(FastTemplate):
         x, y = experience_tensors(experience)
         return x.to(self.device), y.to(self.device)
 
-    def _source(self, experience) -> nn.Module:
-        x, _ = self._tensors(experience)
+    def _source(self, experience, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
+        """The step's source: the provider's, else an expert trained here on ``x``, ``y`` (the
+        step's data, already on the device) from the target's initial weights."""
         if self.source_provider is not None:
             return as_block_net(self.source_provider(experience).to(self.device).eval(), x[:2])
         expert = copy.deepcopy(self.target_model)
         expert.load_state_dict(self.initial_state)
         for p in expert.parameters():
             p.requires_grad_(True)
-        x, y = self._tensors(experience)
         fit(expert, x, y, self.settings, self.generator, getattr(experience, "augment", None))
         for p in expert.parameters():
             p.requires_grad_(False)
