@@ -11,6 +11,7 @@ from benchmark.run import runner
 from benchmark.run.expert_cache import load_expert, save_expert, state_digest
 from benchmark.run.plan import ExecOptions, Experiment
 from benchmark.run.runner import execute_run
+from strategies.base import module_bytes
 from strategies.pnc import ClonedNetwork
 
 
@@ -60,9 +61,11 @@ def test_save_models_from_the_cli(tmp_path):
     out = tmp_path / "out"
     result = run_cli([*SMALL_ARGS, "--save-models", "--out", out])
     assert result.code == 0, result.err
-    (key,) = load_records(out)
+    ((key, record),) = load_records(out).items()
     model = torch.load(out / "models" / f"{key}.pt", weights_only=False)
     assert isinstance(model, torch.nn.Module)
+    # the run's final model: as many bytes as its record says the predicting model had
+    assert module_bytes(model) == record["costs"]["model_bytes"][-1]
 
 
 def test_csv_and_tensorboard_loggers_write_per_epoch_lines_and_change_nothing(

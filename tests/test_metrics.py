@@ -160,10 +160,12 @@ CORRECT3 = [[36, None, None], [38, 40, None], [24, 35, 17]]
 
 
 class TestWeightedAverageIncrementalAccuracy:
-    def test_counts_reproduce_a3(self):
+    def test_weighted_accuracy_is_the_size_weighted_mean_of_a_row(self):
+        # the counts are A3's: accuracy on each experience weighted by its test-set size
         for k, row in enumerate(CORRECT3):
-            for j in range(k + 1):
-                assert row[j] / SIZES3[j] == approx(A3[k][j])
+            sizes = SIZES3[:k + 1]
+            by_size = sum(A3[k][j] * sizes[j] for j in range(k + 1)) / sum(sizes)
+            assert metrics.weighted_accuracy(row[:k + 1], sizes) == approx(by_size)
 
     def test_by_hand_with_experiences_of_different_sizes(self):
         # after step 1: 36 / 40 = 0.9; step 2: (38 + 40) / 90; step 3: (24 + 35 + 17) / 110
