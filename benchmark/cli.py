@@ -48,7 +48,7 @@ def _add_run(sub) -> None:
     from benchmark.run.plan import CHECKPOINT_POLICIES
 
     run = sub.add_parser("run", help="run an experiment (default: split-digits, every "
-                         "strategy, 5 seeds) and write records, tables and report")
+                         "strategy, 10 seeds) and write records, tables and report")
     run.add_argument("--config", type=Path, help="experiment TOML file (flags override it)")
     run.add_argument("--plugins", action="append", help="modules (dotted names or .py files, "
                      "comma-separated; repeatable) that register your own strategies or streams")
@@ -56,7 +56,7 @@ def _add_run(sub) -> None:
     run.add_argument("--strategies", help="comma-separated strategy names (default: all)")
     run.add_argument("--seeds", nargs="+", metavar="SEEDS", help="seeds: integers and "
                      "ranges, separated by spaces or commas, e.g. 0 1 2, 0,1,2 or 0-9 "
-                     "(default: 0 1 2 3 4)")
+                     "(default: 0-9)")
     run.add_argument("--epochs", type=int, help="epochs per step (default: the stream's)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"),
                      help="where to train (default: auto = cuda if available, else cpu)")
