@@ -53,7 +53,14 @@ def _add_run(sub) -> None:
     run.add_argument("--plugins", action="append", help="modules (dotted names or .py files, "
                      "comma-separated; repeatable) that register your own strategies or streams")
     run.add_argument("--stream", help="stream name, or several separated by commas")
-    run.add_argument("--strategies", help="comma-separated strategy names (default: all)")
+    run.add_argument("--strategies", help="comma-separated strategy names (default: every "
+                     "strategy that supports the scenario)")
+    run.add_argument("--scenario", help="how the stream's data become steps: "
+                     "class-incremental (default), cloning, domain-incremental or mixed "
+                     "(`clonebench list` shows their options)")
+    run.add_argument("--scenario-option", dest="scenario_options", action="append", default=[],
+                     metavar="OPTION=VALUE", help="set a scenario option, e.g. shots=10 "
+                     "(repeatable)")
     run.add_argument("--seeds", nargs="+", metavar="SEEDS", help="seeds: integers and "
                      "ranges, separated by spaces or commas, e.g. 0 1 2, 0,1,2 or 0-9 "
                      "(default: 0-9)")
@@ -134,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _experiment_from_args(args):
-    from benchmark.run.experiment_file import load_experiment, load_plugins, parse_assignment
+    from benchmark.run.experiment_file import (
+        load_experiment,
+        load_plugins,
+        parse_assignment,
+        parse_scenario_option,
+    )
     from benchmark.run.plan import Experiment
     from benchmark.run.words import parse_seeds
 
@@ -154,6 +166,11 @@ def _experiment_from_args(args):
         exp.device = args.device
     if args.match_memory:
         exp.match_memory = None if args.match_memory == "none" else args.match_memory
+    if args.scenario and args.scenario != exp.scenario.get("name"):
+        exp.scenario = {"name": args.scenario}
+    for text in args.scenario_options:
+        option, value = parse_scenario_option(text)
+        exp.scenario[option] = value
     for text in args.assignments:
         strategy, option, value = parse_assignment(text)
         exp.strategy_options.setdefault(strategy, {})[option] = value
@@ -247,6 +264,7 @@ def cmd_list(args) -> int:
     from benchmark.run.backends import BACKENDS
     from benchmark.run.experiment_file import load_plugins
     from benchmark.run.plan import default_strategy_order
+    from benchmark.scenarios import SCENARIOS
     from strategies import STRATEGIES
 
     load_plugins(_names(args.plugins))
@@ -255,16 +273,23 @@ def cmd_list(args) -> int:
         td = ", ".join(f"{k}={v}" for k, v in spec.train_defaults.items())
         print(f"  {name}: {spec.summary}\n      backbone {spec.backbone}; training {td}")
         _print_options(spec.options)
-    print("\nBackbones:")
+    print("\nScenarios:")
+    for name, spec in SCENARIOS.items():
+        print(f"  {name}: {spec.summary}\n      receives: {spec.receives}; evaluated on: "
+              f"{spec.evaluated}")
+        _print_options(spec.options)
+    print("\nBackbones (a name, or NAME:OPTION=VALUE,... e.g. cnn:channels=16-32-64):")
     for name, spec in BACKBONES.items():
         print(f"  {name}: {spec.summary} (inputs: {spec.inputs})")
+        _print_options(spec.options)
     print("\nStrategies:")
     for name in default_strategy_order():
         spec = STRATEGIES.get(name)
         role = f" [{spec.role}: {spec.note}]" if spec.note else (
             f" [{spec.role}]" if spec.role != "rival" else "")
         src = " [uses a source network]" if spec.uses_source else ""
-        print(f"  {name}: {spec.summary} (family: {spec.family}){role}{src}")
+        print(f"  {name}: {spec.summary} (family: {spec.family}){role}{src}\n"
+              f"      scenarios: {', '.join(spec.scenarios)}")
         _print_options(spec.options)
     print("\nBackends:")
     for name, spec in BACKENDS.items():

@@ -41,7 +41,7 @@ from strategies.memory import (
     samples_that_fit,
     stored_dataset,
 )
-from strategies.registry import register_strategy
+from strategies.registry import ALL_SCENARIOS, register_strategy
 
 
 class FastAGEMPlugin(AGEMPlugin):
@@ -95,6 +95,8 @@ class FastAGEMPlugin(AGEMPlugin):
                    keeps_samples=True)
 class AGEM(BufferTemplate):
     """Finetuning with gradients projected so the loss on the memory does not increase."""
+
+    SCENARIOS = ALL_SCENARIOS
 
     OPTIONS = BufferTemplate.OPTIONS + (
         Option("sample_size", int, 256, "memory samples of each reference gradient", low=1),

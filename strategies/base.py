@@ -124,6 +124,9 @@ class FastTemplate(SupervisedTemplate):
     docstring)."""
 
     OPTIONS: tuple[Option, ...] = ()
+    # the scenarios this strategy supports (``strategies.registry``: names of
+    # ``benchmark.scenarios``); a strategy of one's own supports class-incremental unless it says
+    SCENARIOS: tuple[str, ...] = ("class-incremental",)
     registered_name: str = "strategy"
 
     def __init_subclass__(cls, **kwargs):
@@ -219,7 +222,10 @@ class FastTemplate(SupervisedTemplate):
 
     # ---- the training loop ---------------------------------------------------------------
     def training_phases(self) -> Iterator[Phase]:
-        """The phases of the current step (default: one, the ordinary training)."""
+        """The phases of the current step (default: one, the ordinary training; none on a
+        ``pretrained`` experience, whose target arrives trained)."""
+        if getattr(self.experience, "pretrained", False):
+            return
         yield Phase("train", self.train_epochs, self.dataloader, self.optimizer)
 
     def _train_exp(self, experience, eval_streams=None, **kwargs):

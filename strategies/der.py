@@ -48,7 +48,7 @@ from strategies.memory import (
     stored_dataset,
     stored_dataset_with_logits,
 )
-from strategies.registry import register_strategy
+from strategies.registry import ALL_SCENARIOS, register_strategy
 
 
 class StoredLogitsBuffer(ClassBalancedBufferWithLogits):
@@ -59,6 +59,8 @@ class StoredLogitsBuffer(ClassBalancedBufferWithLogits):
 
     def update(self, strategy, **kwargs):
         x, y, decode = stored_tensors(strategy.experience)
+        if not len(y):  # an experience without data (a pre-trained target's) adds nothing
+            return
         view = SimpleNamespace(experience=SimpleNamespace(dataset=stored_dataset(x, y)),
                                model=DecodedInput(strategy.model, decode),
                                train_mb_size=strategy.train_mb_size, device=strategy.device)
@@ -76,6 +78,8 @@ class StoredLogitsBuffer(ClassBalancedBufferWithLogits):
                    keeps_samples=True)
 class DER(BufferTemplate, AvalancheDER):
     """Avalanche's DER++ on tensor experiences, its buffer under a byte budget."""
+
+    SCENARIOS = ALL_SCENARIOS
 
     OPTIONS = BufferTemplate.OPTIONS + (
         Option("alpha", float, 0.5, "weight of the MSE between buffer outputs and stored logits",

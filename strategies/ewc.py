@@ -12,7 +12,7 @@ from avalanche.training.utils import zerolike_params_dict
 from benchmark.core.options import Option
 from benchmark.core.tensors import TensorLoader, experience_tensors
 from strategies.base import FastTemplate
-from strategies.registry import register_strategy
+from strategies.registry import ALL_SCENARIOS, register_strategy
 
 
 class FastEWCPlugin(EWCPlugin):
@@ -35,8 +35,8 @@ class FastEWCPlugin(EWCPlugin):
             for (_, p), imp in zip(model.named_parameters(), importances.values()):
                 if p.grad is not None:
                     imp.data += p.grad.data.pow(2)
-        for imp in importances.values():
-            imp.data /= float(len(loader))
+        for imp in importances.values():  # no data (a pre-trained target's): no importance
+            imp.data /= float(max(len(loader), 1))
         model.train()
         return importances
 
@@ -45,6 +45,8 @@ class FastEWCPlugin(EWCPlugin):
                    family="parameter-tuning")
 class EWC(FastTemplate):
     """Finetuning plus the EWC penalty."""
+
+    SCENARIOS = ALL_SCENARIOS
 
     OPTIONS = (
         Option("ewc_lambda", float, 100000.0, "weight of the EWC penalty", low=0.0),

@@ -41,7 +41,7 @@ from torch import nn
 
 from benchmark.core.options import Option
 from strategies.features import ClassStatisticsTemplate
-from strategies.registry import register_strategy
+from strategies.registry import CLASS_INCREMENTAL, DOMAIN, MIXED, register_strategy
 
 
 @register_strategy("fecam", summary="FeCAM: per-class Gaussians (Mahalanobis) on frozen "
@@ -49,6 +49,8 @@ from strategies.registry import register_strategy
                    family="class-statistics")
 class FeCAM(ClassStatisticsTemplate):
     """Per-class means and covariances of frozen step-1 features, Mahalanobis scores."""
+
+    SCENARIOS = (CLASS_INCREMENTAL, DOMAIN, MIXED)
 
     OPTIONS = (
         Option("tukey", bool, True, "apply Tukey's ladder transform x^tukey1 to features"),

@@ -35,7 +35,7 @@ from strategies.memory import (
     sample_bytes,
     samples_that_fit,
 )
-from strategies.registry import register_strategy
+from strategies.registry import CLASS_INCREMENTAL, DOMAIN, MIXED, register_strategy
 
 
 def reinitialise(model: nn.Module, seed: int) -> None:
@@ -70,6 +70,8 @@ class FastGDumbPlugin(GDumbPlugin):
                    family="replay", keeps_samples=True)
 class GDumb(BufferTemplate):
     """Trains from scratch, at every step, on a class-balanced buffer only."""
+
+    SCENARIOS = (CLASS_INCREMENTAL, DOMAIN, MIXED)
 
     def own_plugins(self):
         return [FastGDumbPlugin()]

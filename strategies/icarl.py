@@ -58,7 +58,7 @@ from strategies.memory import (
     samples_that_fit,
     stored_dataset,
 )
-from strategies.registry import register_strategy
+from strategies.registry import CLASS_INCREMENTAL, register_strategy
 
 RANK_BYTES = 4  # Avalanche keeps each exemplar's herding rank as a float32
 
@@ -138,6 +138,8 @@ class StoredICaRLPlugin(_ICaRLPlugin):
                    "mean of exemplars (Avalanche ICaRL)", family="replay", keeps_samples=True)
 class ICaRL(BufferTemplate):
     """iCaRL on tensor experiences: Avalanche's model, loss and exemplar machinery."""
+
+    SCENARIOS = (CLASS_INCREMENTAL,)
 
     def __init__(self, *, model, **kwargs):
         features, head = split_head(model)

@@ -20,7 +20,7 @@ from benchmark.core.errors import UsageError
 from benchmark.core.options import Option
 from benchmark.core.tensors import stored_tensors
 from strategies.base import FastTemplate, tensor_bytes
-from strategies.registry import register_strategy
+from strategies.registry import CLASS_INCREMENTAL, DOMAIN, MIXED, register_strategy
 
 
 @register_strategy("joint", summary="reference upper bound: trained on all data seen so far",
@@ -28,6 +28,8 @@ from strategies.registry import register_strategy
                    keeps_samples=True)
 class Joint(FastTemplate):
     """Trains on the union of the training data of every experience seen so far."""
+
+    SCENARIOS = (CLASS_INCREMENTAL, DOMAIN, MIXED)
 
     OPTIONS = (
         Option("init", str, "current",

@@ -23,6 +23,7 @@ drawn by index (``IndexCycler``, ``MemoryBatches``, ``ReplayBatches``) on the de
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Optional
@@ -52,7 +53,7 @@ MEMORY_BYTES = Option(
 def sample_bytes(x: torch.Tensor, y: torch.Tensor, extra: int = 0) -> int:
     """Bytes of one stored sample of ``x``/``y`` (input at its dtype, label at its dtype), plus
     ``extra`` bytes kept with each sample (e.g. DER's logits)."""
-    return x[0].numel() * x.element_size() + y.element_size() + extra
+    return math.prod(x.shape[1:]) * x.element_size() + y.element_size() + extra
 
 
 def budget_bytes(memory_bytes: Optional[int], default_bytes: Optional[int],

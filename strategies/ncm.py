@@ -31,13 +31,15 @@ from torch import nn
 
 from benchmark.core.options import Option
 from strategies.features import FEATURES, ClassStatisticsTemplate
-from strategies.registry import register_strategy
+from strategies.registry import CLASS_INCREMENTAL, DOMAIN, MIXED, register_strategy
 
 
 @register_strategy("ncm", summary="nearest class mean, no samples (Avalanche NCMClassifier)",
                    family="class-statistics")
 class NCM(ClassStatisticsTemplate):
     """Nearest class mean on the input (MLP streams) or on frozen step-1 features."""
+
+    SCENARIOS = (CLASS_INCREMENTAL, DOMAIN, MIXED)
 
     OPTIONS = (
         FEATURES,

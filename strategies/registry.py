@@ -17,6 +17,11 @@ from benchmark.core.options import Option, Registry, resolve
 from benchmark.core.training import TrainSettings
 
 ROLES = ("rival", "reference", "ablation")
+# The scenarios of the suite (benchmark.scenarios); a strategy class lists those it supports in
+# ``SCENARIOS`` (default: class-incremental only).
+CLASS_INCREMENTAL, CLONING, DOMAIN, MIXED = ("class-incremental", "cloning",
+                                             "domain-incremental", "mixed")
+ALL_SCENARIOS = (CLASS_INCREMENTAL, CLONING, DOMAIN, MIXED)
 
 
 @dataclass
@@ -56,6 +61,9 @@ class StrategySpec:
     rival; ``note`` says which) or ``ablation`` (a part of PNC alone). ``family`` groups rivals
     (e.g. ``parameter-tuning``, the paper's comparison). ``check(hparams, depth)`` validates
     options that depend on the backbone's number of blocks when the grid is planned.
+    ``same_source_architecture``: the strategy combines its source's weights with the target's,
+    so the source must have the target's backbone. The scenarios it supports are its class's
+    ``SCENARIOS``.
     """
 
     name: str
@@ -67,10 +75,15 @@ class StrategySpec:
     uses_source: bool = False
     keeps_samples: bool = False
     check: Optional[Callable[[dict[str, Any], int], None]] = None
+    same_source_architecture: bool = False
 
     @property
     def options(self) -> tuple[Option, ...]:
         return tuple(self.cls.OPTIONS)
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        return tuple(getattr(self.cls, "SCENARIOS", (CLASS_INCREMENTAL,)))
 
     @property
     def reference(self) -> bool:
@@ -87,7 +100,8 @@ class StrategySpec:
     def info(self) -> dict[str, Any]:
         """What a record keeps about the strategy's kind."""
         return {"family": self.family, "role": self.role, "note": self.note,
-                "uses_source": self.uses_source, "keeps_samples": self.keeps_samples}
+                "uses_source": self.uses_source, "keeps_samples": self.keeps_samples,
+                "scenarios": list(self.scenarios)}
 
 
 STRATEGIES: Registry[StrategySpec] = Registry("strategy")
@@ -95,7 +109,8 @@ STRATEGIES: Registry[StrategySpec] = Registry("strategy")
 
 def register_strategy(name: str, *, summary: str, family: str, role: str = "rival",
                       note: str = "", uses_source: bool = False, keeps_samples: bool = False,
-                      check: Optional[Callable[[dict[str, Any], int], None]] = None):
+                      check: Optional[Callable[[dict[str, Any], int], None]] = None,
+                      same_source_architecture: bool = False):
     """Class decorator registering a ``FastTemplate`` subclass under ``name``."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {ROLES}")
@@ -103,7 +118,7 @@ def register_strategy(name: str, *, summary: str, family: str, role: str = "riva
     def wrap(cls):
         cls.registered_name = name
         STRATEGIES.add(StrategySpec(name, cls, summary, family, role, note, uses_source,
-                                    keeps_samples, check))
+                                    keeps_samples, check, same_source_architecture))
         return cls
 
     return wrap

@@ -37,7 +37,7 @@ from strategies.memory import (
     sample_bytes,
     samples_that_fit,
 )
-from strategies.registry import register_strategy
+from strategies.registry import ALL_SCENARIOS, register_strategy
 
 
 class FastReplayPlugin(ReplayPlugin):
@@ -69,6 +69,8 @@ class FastReplayPlugin(ReplayPlugin):
                    keeps_samples=True)
 class Replay(BufferTemplate):
     """Finetuning on each mini-batch joined by a batch of the class-balanced buffer."""
+
+    SCENARIOS = ALL_SCENARIOS
 
     OPTIONS = BufferTemplate.OPTIONS + (
         Option("batch_size_mem", int, None,

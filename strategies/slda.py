@@ -35,7 +35,7 @@ from torch import nn
 
 from benchmark.core.options import Option
 from strategies.features import FEATURES, ClassStatisticsTemplate
-from strategies.registry import register_strategy
+from strategies.registry import CLASS_INCREMENTAL, DOMAIN, MIXED, register_strategy
 
 
 class StreamingLDAClassifier(nn.Module):
@@ -70,6 +70,8 @@ class StreamingLDAClassifier(nn.Module):
                    "samples (Avalanche StreamingLDA)", family="class-statistics")
 class SLDA(ClassStatisticsTemplate):
     """Streaming LDA on the input (MLP streams) or on frozen step-1 features."""
+
+    SCENARIOS = (CLASS_INCREMENTAL, DOMAIN, MIXED)
 
     OPTIONS = (
         FEATURES,

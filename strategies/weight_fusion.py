@@ -45,7 +45,7 @@ from benchmark.core.errors import UsageError
 from benchmark.core.options import Option
 from benchmark.core.tensors import TensorLoader, experience_tensors, stored_tensors
 from strategies.base import FastTemplate, Phase, count_parameters, module_bytes, tensor_bytes
-from strategies.registry import register_strategy
+from strategies.registry import ALL_SCENARIOS, register_strategy
 
 State = dict[str, torch.Tensor]
 SUMMATION_MODES = ("sum", "mean", "task-arithmetic")
@@ -179,13 +179,15 @@ class SkipSingles:
 
 @register_strategy("weight-fusion", summary="non-iterative fusion of the source's weights into "
                    "the target (summation or nonessential weights), no training after step 1",
-                   family="fusion", uses_source=True)
+                   family="fusion", uses_source=True, same_source_architecture=True)
 class WeightFusion(FastTemplate):
     """Trains at the first step, then fuses each step's source into the target without SGD.
 
     A later step has one phase: with ``reestimate_norm``, one forward-only pass over the step's
     data in train mode, which re-estimates the BatchNorm statistics of the fused network
     (cumulative average); plugins see its iterations."""
+
+    SCENARIOS = ALL_SCENARIOS
 
     OPTIONS = (
         Option("mode", str, "sum",

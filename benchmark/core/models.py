@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -158,9 +158,13 @@ def resnet32(num_classes: int, input_shape, width: int = 16, norm: str = "bn"):
     return _resnet(num_classes, input_shape, (5, 5, 5), width, norm, imagenet_stem=False)
 
 
+NORM = Option("norm", str, "bn", "normalisation layers", choices=("bn", "gn", "none"))
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A registered backbone: ``build(num_classes, input_shape)`` and the inputs it takes."""
+    """A registered backbone: ``build(num_classes, input_shape, **options)`` and the inputs it
+    takes; ``options`` are what a backbone string may set after its name."""
 
     name: str
     build: Callable[..., BlockNet]
@@ -171,26 +175,83 @@ class BackboneSpec:
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 for _spec in (
-    BackboneSpec("mlp", mlp, "two hidden layers of 128 (Linear-BN-ReLU) on the flattened input",
-                 "any shape"),
+    BackboneSpec("mlp", mlp, "hidden layers of 128 and 128 (Linear-BN-ReLU) on the flattened "
+                 "input", "any shape",
+                 (Option("hidden", str, "128-128", "hidden widths, separated by -"), NORM)),
     BackboneSpec("cnn", cnn, "three conv-BN-ReLU blocks (32-64-128 channels), global pooling",
-                 "C x H x W, H and W >= 4"),
+                 "C x H x W, H and W >= 4",
+                 (Option("channels", str, "32-64-128", "channels of the conv blocks, separated "
+                         "by -"), NORM)),
     BackboneSpec("reduced-resnet18", reduced_resnet18, "ResNet-18 with a CIFAR stem, width 20",
-                 "C x H x W, H and W >= 8"),
+                 "C x H x W, H and W >= 8",
+                 (Option("width", int, 20, "base width", low=1), NORM)),
     BackboneSpec("resnet18", resnet18, "ResNet-18, width 64, one max-pool (Tiny-ImageNet)",
-                 "C x H x W, H and W >= 16"),
+                 "C x H x W, H and W >= 16",
+                 (Option("width", int, 64, "base width", low=1), NORM)),
     BackboneSpec("resnet32", resnet32, "ResNet-32 for CIFAR (widths 16/32/64)",
-                 "C x H x W, H and W >= 4"),
+                 "C x H x W, H and W >= 4",
+                 (Option("width", int, 16, "base width", low=1), NORM)),
 ):
     BACKBONES.add(_spec)
 
 
+def parse_backbone(text: str) -> tuple[BackboneSpec, dict[str, Any]]:
+    """A backbone string ``NAME`` or ``NAME:OPTION=VALUE,...`` (e.g. ``cnn:channels=16-32-64``)
+    as (its spec, the options it sets, validated); UsageError naming the problem."""
+    if not isinstance(text, str):
+        raise UsageError(f"bad backbone {text!r}: expected a name such as mlp or "
+                         "cnn:channels=16-32-64")
+    name, _, rest = text.partition(":")
+    spec = BACKBONES.get(name.strip())
+    given = {}
+    for item in (part.strip() for part in rest.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"bad backbone {text!r}: expected NAME:OPTION=VALUE,... after the "
+                             "name")
+        given[key.strip()] = value.strip()
+    known = {o.name: o for o in spec.options}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r} for backbone {spec.name!r}; known: "
+                         f"{', '.join(known) or 'none'}")
+    options = {k: known[k].parse(v, f"backbone {spec.name}") for k, v in given.items()}
+    for key in ("hidden", "channels"):
+        if key in options:
+            options[key] = parse_widths(options[key], f"{spec.name}.{key}")
+    return spec, options
+
+
+def parse_widths(text: str, where: str) -> tuple[int, ...]:
+    """``"16-32-64"`` as (16, 32, 64); UsageError unless every width is a positive integer."""
+    try:
+        widths = tuple(int(w) for w in text.split("-"))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise UsageError(f"bad value {text!r} for {where}: expected positive integers "
+                         "separated by -, e.g. 16-32-64")
+    return widths
+
+
+def canonical_backbone(text: str) -> str:
+    """The backbone string with its options sorted and validated (the name alone without
+    options), so that equal backbones have equal strings."""
+    spec, options = parse_backbone(text)
+    if not options:
+        return spec.name
+    shown = ",".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}"
+                     for k, v in sorted(options.items()))
+    return f"{spec.name}:{shown}"
+
+
 def make_backbone(name: str, num_classes: int, input_shape, seed: int, **kwargs) -> BlockNet:
-    """A backbone with initial weights theta_0 drawn from ``seed`` (global RNG left untouched)."""
-    spec = BACKBONES.get(name)
+    """A backbone (a name, or ``NAME:OPTION=VALUE,...``) with initial weights theta_0 drawn
+    from ``seed`` (global RNG left untouched)."""
+    spec, options = parse_backbone(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return spec.build(num_classes, input_shape, **kwargs)
+        return spec.build(num_classes, input_shape, **{**options, **kwargs})
 
 
 def _width(feature: torch.Tensor) -> int:

@@ -31,7 +31,13 @@ Decode = Callable[[torch.Tensor], torch.Tensor]
 
 class TensorExperience(DatasetExperience):
     """One experience: stored inputs ``x``, labels ``y`` (original class ids), its classes, its
-    index, and how batches are decoded (``decode``) and augmented (``augment``, training)."""
+    index, and how batches are decoded (``decode``) and augmented (``augment``, training).
+
+    ``pretrained`` marks the first experience of a scenario whose target arrives trained (the
+    ``cloning`` scenario): a strategy trains no weights on it, and its data (possibly none) are
+    all it may keep of the target's classes."""
+
+    pretrained = False
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, classes: Sequence[int], step: int,
                  augment: Optional[Augment] = None, decode: Optional[Decode] = None):

@@ -1,9 +1,12 @@
-"""What a stream is: class-incremental experiences as tensors.
+"""What a stream is: experiences as tensors.
 
-A stream is a sequence of experiences e_1..e_T with disjoint class sets. Each experience has a
-train and a test split, held as tensors (``x`` in its stored form, ``y`` int64 with the data
-set's original labels) plus ``decode``, which turns stored inputs into model inputs batch by
-batch (see ``benchmark.core.tensors``). The class order is a permutation decided by the seed.
+A stream is a sequence of experiences e_1..e_T. Each experience has a train and a test split,
+held as tensors (``x`` in its stored form, ``y`` int64 with the data set's original labels) plus
+``decode``, which turns stored inputs into model inputs batch by batch (see
+``benchmark.core.tensors``). The class order is a permutation decided by the seed. A stream as
+built is class-incremental (disjoint class sets); a scenario (``benchmark.scenarios``) may
+rearrange it: the same classes under new domains, known classes coming back, or a pre-trained
+target and a model zoo of sources (``pretrain``, ``sources``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,17 @@ class StreamData:
     options: dict[str, Any] = field(default_factory=dict)
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
     decode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    # (C, H, W) of an input seen as an image when ``input_shape`` is flat (split-digits' 64
+    # pixels are 1 x 8 x 8); None: ``input_shape`` itself
+    image_shape: Optional[tuple[int, ...]] = None
+    # what a scenario adds (benchmark.scenarios): its name; the classes of each step's
+    # *training* data when they differ from ``classes_per_step`` (the classes of its test set);
+    # the training data a pre-trained target learnt (never handed to a strategy); per step, the
+    # classes and training data of the step's pre-trained source (None where the step has none)
+    scenario: str = "class-incremental"
+    train_classes: Optional[list[list[int]]] = None
+    pretrain: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    sources: Optional[list[Optional[tuple[list[int], torch.Tensor, torch.Tensor]]]] = None
 
     @property
     def n_steps(self) -> int:
@@ -71,9 +85,29 @@ class StreamData:
         self.test = [(x.to(device), y.to(device)) for x, y in self.test]
         return self
 
+    @property
+    def training_classes(self) -> list[list[int]]:
+        """The classes of each step's training data."""
+        return self.train_classes if self.train_classes is not None else self.classes_per_step
+
+    @property
+    def picture_shape(self) -> Optional[tuple[int, ...]]:
+        """(C, H, W) of one input seen as an image, or None when it is not one."""
+        if self.image_shape is not None:
+            return tuple(self.image_shape)
+        return tuple(self.input_shape) if len(self.input_shape) == 3 else None
+
     def train_experiences(self) -> list[TensorExperience]:
-        return [TensorExperience(x, y, classes, step, augment=self.augment, decode=self.decode)
-                for step, ((x, y), classes) in enumerate(zip(self.train, self.classes_per_step))]
+        """The training experiences; with a pre-trained target (``pretrain``), the first is
+        marked ``pretrained``: strategies start from that target and train nothing on it (its
+        data, if any, is what they may keep of the target's classes)."""
+        experiences = [TensorExperience(x, y, classes, step, augment=self.augment,
+                                        decode=self.decode)
+                       for step, ((x, y), classes) in enumerate(zip(self.train,
+                                                                    self.training_classes))]
+        if self.pretrain is not None:
+            experiences[0].pretrained = True
+        return experiences
 
     def test_experiences(self) -> list[TensorExperience]:
         return [TensorExperience(x, y, classes, step, decode=self.decode)

@@ -63,6 +63,7 @@ def build_split_digits(seed: int, data_root=None, download: bool = False,
         test=split_by_classes(x_te, y_te, classes),
         options={"n_experiences": n_experiences},
         decode=Scale(16.0),
+        image_shape=(1, 8, 8),
     )
 
 
@@ -74,6 +75,7 @@ register_stream(
         backbone="mlp",
         num_classes=10,
         input_shape=(64,),
+        image_shape=(1, 8, 8),
         memory_bytes=200 * (64 + 8),  # 200 samples: 64 uint8 pixels and an int64 label each
         version=2,  # 2: a stratified train/test split per seed (1: one fixed split)
         train_defaults={"epochs": 10, "batch_size": 32, "lr": 0.01, "optimizer": "adam"},

@@ -48,6 +48,7 @@ class StreamSpec:
     memory_bytes: Optional[int] = None
     shape: Optional[Callable[..., StreamShape]] = None
     version: int = 1  # raised when the same options give different data (keys change too)
+    image_shape: Optional[tuple[int, ...]] = None  # flat inputs seen as (C, H, W) images
 
     @property
     def reads_files(self) -> bool:

@@ -101,7 +101,18 @@ def load_experiment(path: Path) -> Experiment:
         exp.source = dict(_expect(data["source"], dict, "[source]"))
     exp.backbones = {k: _expect(v, str, f"[backbone] {k}")
                      for k, v in _expect(data.get("backbone", {}), dict, "[backbone]").items()}
+    if "scenario" in data:
+        exp.scenario = dict(_expect(data["scenario"], dict, "[scenario]"))
+        exp.scenario.setdefault("name", "class-incremental")
     return exp
+
+
+def parse_scenario_option(text: str) -> tuple[str, str]:
+    """``OPTION=VALUE`` from ``--scenario-option`` as (option, value string)."""
+    option, sep, value = text.partition("=")
+    if not sep or not option.strip():
+        raise UsageError(f"bad --scenario-option {text!r}: expected OPTION=VALUE, e.g. shots=10")
+    return option.strip(), value.strip()
 
 
 def parse_assignment(text: str) -> tuple:

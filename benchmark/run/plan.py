@@ -30,6 +30,10 @@ An experiment is streams x strategies (with hyper-parameters) x seeds x device. 
     [source]                              # where PNC and weight fusion get their source
     provider = "expert"                   # or "checkpoint" with path = "zoo/model-{step}.pt"
 
+    [scenario]                            # how the stream's data become steps
+    name = "cloning"                      # class-incremental (default) | cloning |
+    shots = 10                            # domain-incremental | mixed; then its options
+
 A *run* is one (stream, strategy, seed); its key hashes its resolved configuration. An
 experiment's ``name`` is a plain name (letters, digits, ``-``, ``_``, ``.``): it names the folder
 ``results/<name>``, never a path.
@@ -44,10 +48,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from benchmark.core.errors import UsageError
-from benchmark.core.models import BACKBONES, make_backbone
+from benchmark.core.models import canonical_backbone, make_backbone
 from benchmark.core.training import TrainSettings
 from benchmark.data import get_stream, resolve_stream_options
 from benchmark.run.sources import validate_source
+from benchmark.scenarios import DEFAULT_SCENARIO, StreamFacts, check_scenario, resolve_scenario
 from strategies import STRATEGIES, get_strategy
 
 DEFAULT_SEEDS = list(range(10))
@@ -55,7 +60,7 @@ SHARES_OPTIONS = {"pnc-oracle": "pnc"}  # a reference built with another strateg
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {"plugins", "name", "stream", "streams", "strategies", "seeds", "device",
             "deterministic", "train", "stream_options", "strategy", "source", "backbone",
-            "match_memory"}
+            "match_memory", "scenario"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
 LOGGERS = ("csv", "tensorboard")
 CHECKPOINT_POLICIES = ("auto", "always", "off")
@@ -141,11 +146,17 @@ class RunConfig:
     evaluation: Optional[dict[str, Any]] = None  # None: the test split
     data_version: int = 1  # the stream's data version (``StreamSpec.version``)
     memory_match: Optional[str] = None  # the strategy whose extra bytes set memory_bytes
+    scenario: Optional[dict[str, Any]] = None  # None: class-incremental, the stream as built
+
+    @property
+    def scenario_name(self) -> str:
+        return DEFAULT_SCENARIO if self.scenario is None else self.scenario["name"]
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["epochs"] = self.train["epochs"]
         d["split"] = "test" if self.evaluation is None else self.evaluation["split"]
+        d["scenario"] = self.scenario or {"name": DEFAULT_SCENARIO}
         return d
 
     @property
@@ -157,6 +168,8 @@ class RunConfig:
             del d["data_version"]
         if d["memory_match"] is None:
             del d["memory_match"]
+        if d["scenario"] is None:  # class-incremental runs keep the keys they always had
+            del d["scenario"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -181,28 +194,38 @@ class Experiment:
     # configuration of every buffer rival (benchmark.run.matching); "auto": pnc when pnc and a
     # buffer rival both run, else none; None (the default): no matched runs
     match_memory: Optional[str] = None
+    # {"name": scenario, **its options} (benchmark.scenarios); class-incremental by default
+    scenario: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_SCENARIO})
+
+    def planned_strategies(self) -> list[str]:
+        """The strategies to run: those named; when none were named (the default list, every
+        registered strategy), those that support the experiment's scenario."""
+        name = self.scenario.get("name", DEFAULT_SCENARIO)
+        if name == DEFAULT_SCENARIO or self.strategies != default_strategy_order():
+            return list(self.strategies)
+        return [s for s in self.strategies if name in get_strategy(s).scenarios]
 
     @property
     def matched_to(self) -> Optional[str]:
         """The strategy the memory match follows, or None (``match_memory`` resolved)."""
         if self.match_memory != "auto":
             return self.match_memory
-        return "pnc" if "pnc" in self.strategies and any(
-            matchable(s) for s in self.strategies if s in STRATEGIES) else None
+        planned = self.planned_strategies()
+        return "pnc" if "pnc" in planned and any(
+            matchable(s) for s in planned if s in STRATEGIES) else None
 
     def run_configs(self) -> list[RunConfig]:
         """Every run of the grid, validated; UsageError on the first bad name or value."""
         device = resolve_device(self.device)
         source = validate_source(self.source)
-        check_matching(self.strategies, self.matched_to)
-        for stream, backbone in self.backbones.items():
+        scenario = resolve_scenario(self.scenario)
+        strategies = self.planned_strategies()
+        check_matching(strategies, self.matched_to)
+        for stream in self.backbones:
             if stream not in self.streams:
                 raise UsageError(f"[backbone] names stream {stream!r}, which is not in the "
                                  "experiment's streams")
-            if backbone not in BACKBONES:
-                raise UsageError(f"unknown backbone {backbone!r} for {stream}; choose one of: "
-                                 f"{', '.join(BACKBONES)}")
-        for kind, names in (("stream", self.streams), ("strategy", self.strategies),
+        for kind, names in (("stream", self.streams), ("strategy", strategies),
                             ("seed", self.seeds)):
             if len(set(names)) != len(names):
                 raise UsageError(f"duplicate {kind} in {names}")
@@ -213,28 +236,38 @@ class Experiment:
         if unknown_streams:
             raise UsageError(f"[stream_options] names stream {unknown_streams[0]!r}, which is "
                              "not in the experiment's streams")
-        unknown_opts = sorted(set(self.strategy_options) - set(self.strategies))
+        unknown_opts = sorted(set(self.strategy_options) - set(strategies))
         if unknown_opts:
             raise UsageError(f"options given for strategy {unknown_opts[0]!r}, which is not in "
                              "the experiment's strategies")
+        for strategy in strategies:
+            check_supports(strategy, scenario["name"])
         runs = []
         for stream in self.streams:
             spec = get_stream(stream)
             s_opts = resolve_stream_options(spec, self.stream_options.get(stream, {}))
             spec = spec.for_options(s_opts)  # class count and shape of the user's files
             train = resolve_train(spec.train_defaults, self.train)
-            backbone = self.backbones.get(stream, spec.backbone)
+            backbone = canonical_backbone(self.backbones.get(stream, spec.backbone))
             depth = probe_backbone(spec, backbone)
-            for strategy in self.strategies:
+            stream_scenario = plan_scenario(scenario, spec, backbone, source)
+            for strategy in strategies:
                 sspec = get_strategy(strategy)
                 hparams = sspec.resolve(self.options_of(strategy))
                 if sspec.check is not None and depth is not None:
                     sspec.check(hparams, depth)
+                given = scenario_source(stream_scenario, source) if sspec.uses_source else None
+                if sspec.same_source_architecture and given is not None and \
+                        given.get("backbone", backbone) != backbone:
+                    raise UsageError(f"{strategy} fuses weights, so its source needs the "
+                                     f"target's backbone {backbone!r}, not "
+                                     f"{given['backbone']!r}; drop source_backbone or "
+                                     f"{strategy}")
                 for seed in self.seeds:
                     runs.append(RunConfig(stream, s_opts, backbone, strategy, hparams,
-                                          seed, train, device, self.deterministic,
-                                          source if sspec.uses_source else None,
-                                          self.evaluation, spec.version))
+                                          seed, train, device, self.deterministic, given,
+                                          self.evaluation, spec.version,
+                                          scenario=stream_scenario))
         return runs
 
     def options_of(self, strategy: str) -> dict[str, Any]:
@@ -244,6 +277,48 @@ class Experiment:
             return self.strategy_options[strategy]
         shared = SHARES_OPTIONS.get(strategy)
         return self.strategy_options.get(shared, {}) if shared else {}
+
+
+def check_supports(strategy: str, scenario: str) -> None:
+    """UsageError unless ``strategy`` declares ``scenario`` among those it supports."""
+    supported = get_strategy(strategy).scenarios
+    if scenario not in supported:
+        raise UsageError(f"strategy {strategy!r} does not support the {scenario} scenario (it "
+                         f"supports: {', '.join(supported)}); leave it out of the experiment")
+
+
+def plan_scenario(scenario: dict[str, Any], spec, backbone: str,
+                  source: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The run configurations' scenario block on a stream (None for class-incremental), its
+    options checked against the stream's classes and shape; the cloning scenario's source
+    backbone made canonical and checked against the stream's inputs."""
+    if scenario["name"] == DEFAULT_SCENARIO:
+        return None
+    if spec.num_classes is not None and spec.input_shape is not None:
+        image = spec.image_shape or (tuple(spec.input_shape)
+                                     if len(spec.input_shape) == 3 else None)
+        check_scenario(scenario, StreamFacts(spec.num_classes, tuple(spec.input_shape), image))
+    resolved = dict(scenario)
+    if scenario["name"] == "cloning":
+        if source["provider"] != "expert":
+            raise UsageError("the cloning scenario brings its own sources (a model zoo, one "
+                             "pre-trained source per act); leave [source] out")
+        if resolved["source_backbone"] is not None:
+            resolved["source_backbone"] = canonical_backbone(resolved["source_backbone"])
+            probe_backbone(spec, resolved["source_backbone"])
+    return resolved
+
+
+def scenario_source(scenario: Optional[dict[str, Any]], source: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """What a strategy that uses a source is given: the experiment's provider, or in the
+    cloning scenario the act's zoo source (with its backbone when it differs)."""
+    if scenario is None or scenario["name"] != "cloning":
+        return source
+    zoo = {"provider": "zoo"}
+    if scenario["source_backbone"] is not None:
+        zoo["backbone"] = scenario["source_backbone"]
+    return zoo
 
 
 def probe_backbone(spec, backbone: str) -> Optional[int]:

@@ -35,10 +35,13 @@ from benchmark.run.sources import (
     CheckpointProvider,
     ExpertProvider,
     PretrainedProvider,
+    ZooProvider,
     cache_key,
+    pretrained_target,
     provider_costs,
 )
 from benchmark.run.store import SCHEMA
+from benchmark.scenarios import apply_scenario
 from strategies import StrategyContext, get_strategy
 from strategies.base import count_parameters
 
@@ -78,19 +81,36 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _identity(cfg: RunConfig) -> dict:
+    """What names a network the suite trains for a run (its sources, its pre-trained target),
+    besides the step and the settings."""
+    identity = dict(stream=cfg.stream, stream_options=cfg.stream_options, seed=cfg.seed,
+                    backbone=cfg.backbone, device=cfg.device, evaluation=cfg.evaluation,
+                    data_version=cfg.data_version)
+    if cfg.scenario is not None:  # class-incremental sources keep the keys they always had
+        identity["scenario"] = cfg.scenario
+    return identity
+
+
 def _source_provider(cfg: RunConfig, make_model, theta0, settings, device,
-                     cache_dir: Optional[Path], experiences: list):
+                     cache_dir: Optional[Path], data):
     if cfg.source is None:
         return None
     if cfg.source["provider"] == "checkpoint":
         return CheckpointProvider(make_model, cfg.source["path"], device)
-    identity = dict(stream=cfg.stream, stream_options=cfg.stream_options, seed=cfg.seed,
-                    backbone=cfg.backbone, device=cfg.device, evaluation=cfg.evaluation,
-                    data_version=cfg.data_version)
+    if cfg.source["provider"] == "zoo":
+        backbone = cfg.source.get("backbone", cfg.backbone)
+
+        def make_source():
+            return make_backbone(backbone, data.num_classes, data.input_shape, seed=cfg.seed)
+
+        initial = theta0 if backbone == cfg.backbone else make_source().state_dict()
+        return ZooProvider(make_source, initial, settings, _identity(cfg), device, data.sources,
+                           data.decode, cache_dir)
     if cfg.source["provider"] == "pretrained":
-        return PretrainedProvider(make_model, theta0, settings, identity, device, experiences,
-                                  cache_dir)
-    return ExpertProvider(make_model, theta0, settings, identity, device, cache_dir)
+        return PretrainedProvider(make_model, theta0, settings, _identity(cfg), device,
+                                  data.train_experiences(), cache_dir)
+    return ExpertProvider(make_model, theta0, settings, _identity(cfg), device, cache_dir)
 
 
 def empty_record(cfg: RunConfig, status: str, error: Optional[str], env: dict) -> dict:
@@ -147,7 +167,7 @@ def _execute(cfg: RunConfig, options: ExecOptions, facts: dict) -> dict:
                                         download=options.download, **cfg.stream_options)
     if cfg.evaluation is not None:  # tuning: the test split is never read
         data = validation_split(data, cfg.evaluation["fraction"], cfg.seed)
-    data = data.to(device)
+    data = apply_scenario(cfg.scenario, data, cfg.seed).to(device)
     settings = TrainSettings(**cfg.train)
 
     def make_model():
@@ -155,8 +175,13 @@ def _execute(cfg: RunConfig, options: ExecOptions, facts: dict) -> dict:
 
     model = make_model().to(device)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    target_cost = None
+    if data.pretrain is not None:  # the cloning scenario: every strategy starts from it
+        target_cost = pretrained_target(
+            model, theta0, settings, _identity(cfg), data.pretrain, data.decode, data.augment,
+            options.expert_dir)
     provider = _source_provider(cfg, make_model, theta0, settings, device, options.expert_dir,
-                                data.train_experiences())
+                                data)
     evaluator = make_evaluator(options.loggers, Path(options.log_dir or "logs") / cfg.key)
     ctx = StrategyContext(device=device, train=settings, seed=cfg.seed,
                           num_classes=data.num_classes, source_provider=provider,
@@ -172,6 +197,8 @@ def _execute(cfg: RunConfig, options: ExecOptions, facts: dict) -> dict:
         body = _train_and_evaluate(cfg, options, data, strategy, provider, facts)
     finally:
         close_evaluator(evaluator)
+    if target_cost is not None:
+        body["costs"]["pretrained_target"] = target_cost
     if options.model_dir is not None:
         save_model(strategy.model, Path(options.model_dir) / f"{cfg.key}.pt")
     return {"strategy_info": spec.info(), **body}
@@ -247,8 +274,11 @@ def _train_and_evaluate(cfg: RunConfig, options: ExecOptions, data, strategy, pr
     steps = [dict(r) for r in strategy.step_reports]
     for report, curve in zip(steps, strategy.loss_curve):
         report["loss_curve"] = curve
+    trained = {} if data.train_classes is None else {
+        "train_classes_per_step": data.train_classes}
     return {
         "classes_per_step": data.classes_per_step,
+        **trained,
         "sample_bytes": data.sample_bytes,
         **evaluation.record(),
         "steps": steps,

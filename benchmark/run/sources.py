@@ -17,6 +17,13 @@ network (PNC, weight fusion) also get a *source* knowing e_k's classes from a pr
   that first asks for it.
 - ``checkpoint``: a user-supplied state dict of the stream's backbone per step, from a path
   pattern containing ``{step}`` (1-based), e.g. ``zoo/expert-{step}.pt``.
+- ``zoo`` (the ``cloning`` scenario, not chosen by ``[source]``): act k's source, the source
+  backbone trained from its theta_0 on the training data of the act's source classes
+  (``StreamData.sources``), cached like the experts.
+
+The ``cloning`` scenario's pre-trained target is trained the same way (``pretrained_target``):
+from theta_0 on the base classes' training data, once per (stream, options, seed, backbone,
+settings, scenario), cached in memory and on disk, its cost recorded apart.
 """
 from __future__ import annotations
 
@@ -94,29 +101,43 @@ class TrainedProvider(SourceProvider):
     def _get(self, experience) -> nn.Module:
         step = experience.current_experience
         key = self.source_key(step)
-        state = _MEMORY_CACHE.get(key)
-        path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
-        if state is None and path is not None:
-            state = load_expert(path)  # None when missing or damaged (then removed)
         model = self.make_model().to(self.device)
-        if state is None:
-            start = time.perf_counter()
-            model.load_state_dict(self.initial_state)
-            x, y, decode = self.training_data(experience)
-            seed = int(key, 16) % (2 ** 31)
-            fit(model, x.to(self.device), y.to(self.device), self.settings,
-                torch.Generator().manual_seed(seed), getattr(experience, "augment", None),
-                decode)
-            self.train_seconds[step] = time.perf_counter() - start
-            self.cached[step] = False
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if path is not None:
-                save_expert(path, state)
-        else:
-            self.cached[step] = True
-            model.load_state_dict(state)
-        _MEMORY_CACHE[key] = state
+        state, seconds = trained_state(
+            key, model, self.initial_state, lambda: self.training_data(experience),
+            self.settings, getattr(experience, "augment", None), self.cache_dir)
+        self.cached[step] = seconds is None
+        if seconds is not None:
+            self.train_seconds[step] = seconds
         return model
+
+
+def trained_state(key: str, model: nn.Module, initial_state: dict[str, torch.Tensor],
+                  training_data: Callable[[], tuple], settings, augment,
+                  cache_dir: Optional[Path]) -> tuple[dict[str, torch.Tensor], Optional[float]]:
+    """``model`` (already on its device) loaded with the network cached as ``key``, or trained
+    from ``initial_state`` on ``training_data()`` = (stored x, y, decode) with ``settings`` by
+    the plain loop ``fit``, its shuffles seeded by the key; returns (its state on the CPU, the
+    training seconds, or None when it came from the cache in memory or under ``cache_dir``)."""
+    state = _MEMORY_CACHE.get(key)
+    path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
+    if state is None and path is not None:
+        state = load_expert(path)  # None when missing or damaged (then removed)
+    seconds = None
+    if state is None:
+        start = time.perf_counter()
+        device = next(model.parameters()).device
+        model.load_state_dict(initial_state)
+        x, y, decode = training_data()
+        fit(model, x.to(device), y.to(device), settings,
+            torch.Generator().manual_seed(int(key, 16) % (2 ** 31)), augment, decode)
+        seconds = time.perf_counter() - start
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if path is not None:
+            save_expert(path, state)
+    else:
+        model.load_state_dict(state)
+    _MEMORY_CACHE[key] = state
+    return state, seconds
 
 
 class ExpertProvider(TrainedProvider):
@@ -146,6 +167,37 @@ class PretrainedProvider(TrainedProvider):
         parts = [stored_tensors(e) for e in self.experiences]
         return (torch.cat([p[0].to(self.device) for p in parts]),
                 torch.cat([p[1].to(self.device) for p in parts]), parts[0][2])
+
+
+class ZooProvider(TrainedProvider):
+    """The cloning scenario's model zoo: act k's source trained from the source backbone's
+    theta_0 on the training data of its source classes (``sources[step]`` = (classes, x, y) in
+    stored form, ``decode`` their decoding)."""
+
+    def __init__(self, make_model, initial_state, settings, identity: dict, device,
+                 sources: list, decode, cache_dir: Optional[Path] = None):
+        super().__init__(make_model, initial_state, settings, dict(identity, provider="zoo"),
+                         device, cache_dir)
+        self.sources, self.decode = sources, decode
+
+    def source_key(self, step: int) -> str:
+        return cache_key(step=step, settings=self.settings.__dict__, **self.identity)
+
+    def training_data(self, experience):
+        _, x, y = self.sources[experience.current_experience]
+        return x, y, self.decode
+
+
+def pretrained_target(model: nn.Module, initial_state: dict[str, torch.Tensor], settings,
+                      identity: dict, pretrain: tuple, decode, augment,
+                      cache_dir: Optional[Path]) -> dict:
+    """Loads ``model`` with the cloning scenario's target: trained from ``initial_state`` on
+    ``pretrain`` = (stored x, y) of the base classes (``trained_state``); returns its cost
+    block for the record (``seconds`` of training, ``cached``)."""
+    key = cache_key(target=True, settings=settings.__dict__, **identity)
+    _, seconds = trained_state(key, model, initial_state, lambda: (*pretrain, decode), settings,
+                               augment, cache_dir)
+    return {"seconds": seconds, "cached": seconds is None}
 
 
 class CheckpointProvider(SourceProvider):

@@ -25,10 +25,13 @@ from torch import nn
 from benchmark.core.models import as_block_net
 from benchmark.core.options import Option
 from strategies.base import FastTemplate, Phase, count_parameters
+from strategies.mixture import place_scores
+from strategies.pnc.negatives import BN_TYPES
 from strategies.pnc.network import ClonedNetwork, boundary_features
 from strategies.pnc.routers import GaussianRouter, GaussianStats, router_input
+from strategies.pnc.routing_phases import synthesised_inputs
 from strategies.pnc.strategy import OPTIONS, PNC, experience_classes, parse_positions
-from strategies.registry import register_strategy
+from strategies.registry import ALL_SCENARIOS, register_strategy
 
 
 class GaussianClassifier(nn.Module):
@@ -56,9 +59,8 @@ class GaussianClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.features(x)
         out = torch.full((len(x), self.num_classes), float("-inf"), device=x.device)
-        for router, classes in zip(self.routers, self.step_classes):
-            out[:, classes] = router.class_scores(z)
-        return out
+        columns = [torch.as_tensor(c, device=x.device) for c in self.step_classes]
+        return place_scores(out, columns, [r.class_scores(z) for r in self.routers])
 
 
 @register_strategy("pnc-router", summary="ablation: PNC's Gaussian router alone (class "
@@ -67,13 +69,18 @@ class GaussianClassifier(nn.Module):
 class PNCRouter(FastTemplate):
     """The router's own classifier (see the module docstring)."""
 
-    OPTIONS = tuple(o for o in OPTIONS if o.name in ("router_space", "router_pool")) + (
+    SCENARIOS = ALL_SCENARIOS
+
+    OPTIONS = tuple(o for o in OPTIONS if o.name in (
+        "router_space", "router_pool", "inversion_samples", "inversion_steps",
+        "inversion_bn_weight")) + (
         Option("shrinkage", float, 0.5, "covariance shrinkage towards a scaled identity",
                low=0.0, high=1.0),)
 
     def __init__(self, *, model: nn.Module, **kwargs):
         super().__init__(model=model, **kwargs)
         self.classifier: Optional[GaussianClassifier] = None
+        self._target = model  # the network a pre-trained step's inputs are synthesised from
         self._trained = 0
 
     def training_phases(self):
@@ -95,6 +102,12 @@ class PNCRouter(FastTemplate):
                                                  self.hp["router_pool"], target)
             self.model = self.classifier.to(x.device)
         classes = experience_classes(self.experience)
+        if not len(y):  # a pre-trained target without its data: inputs synthesised from it
+            target = self._target.eval()
+            layers = [m for m in target.modules() if isinstance(m, BN_TYPES)]
+            x, y = yield from synthesised_inputs(self, "invert@base",
+                                                 lambda xb: target(xb)[:, classes], layers,
+                                                 classes, x.shape[1:])
         stats = GaussianStats(classes)
 
         def accumulate(xb):

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from strategies.base import count_parameters
+from strategies.mixture import place_scores
 from strategies.pnc.prune import PruneError, prune_block
 from strategies.pnc.routers import route, router_input
 
@@ -139,7 +140,8 @@ class ClonedNetwork(nn.Module):
 
     ``routing``: ``none`` concatenates every head's raw logits (an ablation); otherwise the
     output for class c of step s is log p(s | x) + log_softmax(head_s(x))[c], with p(s | x)
-    from the routers (``strategies.pnc.routers.route``).
+    from the routers (``strategies.pnc.routers.route``); a class several steps know gets the
+    log of the sum over them (``place_scores``).
     """
 
     def __init__(self, target: nn.Module, base_classes: Sequence[int], routing: str,
@@ -198,10 +200,7 @@ class ClonedNetwork(nn.Module):
         out = torch.full((len(x), self.target.num_classes), float("-inf"), device=x.device,
                          dtype=logits[0].dtype)
         if self.routing == "none":
-            for z, c in zip(logits, classes):
-                out[:, c] = z
-            return out
+            return place_scores(out, classes, logits)
         log_step = route(self, x, feats)
-        for s, (z, c) in enumerate(zip(logits, classes)):
-            out[:, c] = log_step[:, s:s + 1] + torch.log_softmax(z, dim=1)
-        return out
+        return place_scores(out, classes, [log_step[:, s:s + 1] + torch.log_softmax(z, dim=1)
+                                           for s, z in enumerate(logits)])

@@ -4,6 +4,11 @@
 and ``module_phases(module)`` (later steps) are generators of phases whose return value is the
 step's router (or None for ``routing=none``, and for the target under ``gate`` routing, which
 takes what every gate declines). ``report`` collects what the record keeps about the router.
+
+A target that arrives trained with none of its data (the ``cloning`` scenario's first step)
+gets a router fitted on inputs synthesised from it by model inversion (``synthesised_inputs``:
+``inversion_samples`` per class, labelled with the class they were optimised for), the only
+inputs of its classes the protocol allows. This choice is ours.
 """
 from __future__ import annotations
 
@@ -37,6 +42,10 @@ class RouterTraining:
         self.report: dict = {}
 
     def base_phases(self):
+        if len(self.y) == 0 and self.hp["routing"] in ("gaussian", "autoencoder"):
+            logits, layers = step_classifier(self.strategy.model, 0)
+            self.x, self.y = yield from synthesised_inputs(self.strategy, "invert@base", logits,
+                                                          layers, self.classes, self.x.shape[1:])
         if self.hp["routing"] == "gaussian":
             return (yield from self.gaussian_phases())
         if self.hp["routing"] == "autoencoder":
@@ -133,24 +142,33 @@ class RouterTraining:
 
     def inversion(self, name: str, logits, layers, n_classes: int):
         """Inputs synthesised for a classifier's classes (a phase; returns them detached)."""
-        strategy, hp = self.strategy, self.hp
-        x, y = inversion_start(hp["inversion_samples"], n_classes, self.x.shape[1:],
-                               strategy.generator, self.x.device)
-        prior = BatchNormPrior(layers)
-        try:
-            yield Phase(name, hp["inversion_steps"], InversionBatch(x, y),
-                        torch.optim.Adam([x], lr=INVERSION_LR), forward=logits,
-                        loss=lambda out, yb: inversion_loss(out, yb, prior, x,
-                                                            hp["inversion_bn_weight"],
-                                                            INVERSION_L2))
-        finally:
-            prior.close()
-        return x.detach()
+        x, _ = yield from synthesised_inputs(self.strategy, name, logits, layers,
+                                             range(n_classes), self.x.shape[1:])
+        return x
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.strategy.router_features(x[i:i + FEATURE_BATCH])
                           for i in range(0, len(x), FEATURE_BATCH)])
+
+
+def synthesised_inputs(strategy, name: str, logits, layers, classes, input_shape):
+    """Phase generator: ``inversion_samples`` inputs per class of ``classes`` optimised so that
+    ``logits`` (a classifier over those classes, in that order) gives them their class, under
+    the BatchNorm prior of ``layers`` (``strategy.hp``'s inversion options); returns (inputs,
+    their classes), detached."""
+    hp, classes = strategy.hp, list(classes)
+    x, y = inversion_start(hp["inversion_samples"], len(classes), input_shape,
+                           strategy.generator, strategy.device)
+    prior = BatchNormPrior(layers)
+    try:
+        yield Phase(name, hp["inversion_steps"], InversionBatch(x, y),
+                    torch.optim.Adam([x], lr=INVERSION_LR), forward=logits,
+                    loss=lambda out, yb: inversion_loss(out, yb, prior, x,
+                                                        hp["inversion_bn_weight"], INVERSION_L2))
+    finally:
+        prior.close()
+    return x.detach(), torch.as_tensor(classes, device=y.device)[y]
 
 
 def module_classifier(net: nn.Module, module: nn.Module):

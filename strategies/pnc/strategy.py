@@ -41,7 +41,7 @@ from strategies.base import FastTemplate, Phase, count_parameters
 from strategies.pnc.localise import ChannelGates, binarise
 from strategies.pnc.network import ClonedNetwork, CloneModule, boundary_features
 from strategies.pnc.routing_phases import RouterTraining
-from strategies.registry import register_strategy
+from strategies.registry import ALL_SCENARIOS, register_strategy
 
 ROUTINGS = ("gaussian", "autoencoder", "gate", "none")
 ROUTER_SPACES = ("input", "target", "input+target")
@@ -152,6 +152,8 @@ OPTIONS = (
 class PNC(FastTemplate):
     """Partial Network Cloning as an Avalanche strategy (see the module docstring)."""
 
+    SCENARIOS = ALL_SCENARIOS
+
     OPTIONS = OPTIONS
 
     def __init__(self, *, model: nn.Module, source_provider: Optional[Callable] = None,
@@ -185,9 +187,12 @@ class PNC(FastTemplate):
                                        self.hp["router_pool"]).to(x.device)
             router = RouterTraining(self, x, y, classes)
             self.model.base_router = yield from router.base_phases()
+            pretrained = getattr(self.experience, "pretrained", False)
             self._report = {"step": 1, "position": None, "cloned_blocks": 0,
                             "parameters_added": 0,
-                            "trainable_parameters": count_parameters(target)}
+                            "trainable_parameters": 0 if pretrained else count_parameters(target)}
+            if pretrained:
+                self._report["router_inputs"] = "data" if len(y) else "synthesised"
             return
         yield from self.clone_phases(x, y, classes, self.experience.current_experience + 1)
 
