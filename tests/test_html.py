@@ -90,8 +90,10 @@ def test_report_content(built):
     # +15% gain with no spread: below the claimed +50%, so the claim is not supported
     assert "supported: the gain exceeds the claimed +5 points" in text
     assert "partly supported: a significant gain, but below the claimed +50%" in text
-    assert ("Against lwf (the best parameter-tuning method (the paper's comparison)): the "
-            "measurement does not support the paper's claim") in text
+    assert ("Against lwf (the best parameter-tuning method (the paper's comparison)), read "
+            "relative: the measurement does not support the claim") in text
+    assert "Against lwf (the best parameter-tuning method (the paper's comparison)), read " \
+        "points:" in text  # both readings, each verdict naming its own
     assert "the best rival at no more memory than PNC" in text  # the second check, said why
     assert "ablations" in ids and "pre" not in [t for t, _ in doc.tags]  # no raw JSON
     details = [t for t, _ in doc.tags if t == "details"]

@@ -84,6 +84,18 @@ class TestOldNewAccuracy:
         assert metrics.new_accuracy(A4, 0) == approx(1.0)
 
 
+class TestBaseAndClonedAccuracy:
+    def test_final_row_split_at_the_first_experience(self):
+        assert metrics.base_accuracy(A3) == approx(0.60)  # a[T][1]
+        assert metrics.cloned_accuracy(A3) == approx(0.775)  # (0.7 + 0.85) / 2
+        assert metrics.base_accuracy(A4) == approx(0.40)
+        assert metrics.cloned_accuracy(A4) == approx(0.683333333333)  # (0.3 + 0.85 + 0.9) / 3
+
+    def test_one_experience_has_no_cloned_accuracy(self):
+        assert metrics.base_accuracy([[0.8]]) == approx(0.8)
+        assert metrics.cloned_accuracy([[0.8]]) is None
+
+
 class TestWeightedAccuracy:
     def test_pools_samples_not_experiences(self):
         # 30/40, 45/50, 10/20 correct: (30 + 45 + 10) / (40 + 50 + 20) = 85 / 110,
@@ -150,7 +162,8 @@ class TestOneStepStream:
                      "average_incremental_accuracy": approx(0.8),
                      "average_incremental_accuracy_weighted": approx(0.8), "forgetting": None,
                      "bwt": None, "locality": None, "original_locality": None,
-                     "old_accuracy": None, "new_accuracy": approx(0.8)}
+                     "old_accuracy": None, "new_accuracy": approx(0.8),
+                     "base_accuracy": approx(0.8), "cloned_accuracy": None}
 
 
 # Correct counts behind A3 with test sets of 40, 50 and 20 samples (experiences of different
@@ -190,8 +203,10 @@ class TestSummary:
         assert set(s) == set(metrics.ALL_METRIC_NAMES) == {
             "final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
             "average_incremental_accuracy_weighted", "forgetting", "bwt", "locality",
-            "original_locality", "old_accuracy", "new_accuracy"}
-        assert set(METRIC_NAMES) == set(s) - {"average_incremental_accuracy_weighted"}
+            "original_locality", "old_accuracy", "new_accuracy", "base_accuracy",
+            "cloned_accuracy"}
+        assert set(METRIC_NAMES) == set(s) - {"average_incremental_accuracy_weighted",
+                                              "base_accuracy", "cloned_accuracy"}
         assert s["final_accuracy"] == approx(0.716666666667)
         assert s["final_accuracy_weighted"] == approx(0.690909090909)  # 76 / 110
         assert s["average_incremental_accuracy"] == approx(0.830555555556)
@@ -202,3 +217,5 @@ class TestSummary:
         assert s["original_locality"] == approx(0.7)
         assert s["old_accuracy"] == approx(0.65)
         assert s["new_accuracy"] == approx(0.85)
+        assert s["base_accuracy"] == approx(0.60)
+        assert s["cloned_accuracy"] == approx(0.775)

@@ -274,7 +274,12 @@ def test_claim_check_by_hand():
     # 3 pairs: the interval is [min, max] of the differences
     assert claim["accuracy_difference_low"] == pytest.approx(-1.0)
     assert claim["accuracy_difference_high"] == pytest.approx(5.0)
-    assert claim["accuracy_verdict"].startswith("not supported")  # the interval includes 0
+    assert claim["accuracy_verdict_points"].startswith("not supported")  # includes 0
+    # the relative reading: mean(pnc) / mean(lwf) - 1, whose Fieller interval includes 0 too
+    acc_p, acc_l = np.array(v["pnc"][:3]), np.array(v["lwf"])
+    assert claim["accuracy_gain"] == pytest.approx(acc_p.mean() / acc_l.mean() - 1)
+    assert claim["accuracy_gain_low"] < 0 < claim["accuracy_gain_high"]
+    assert claim["accuracy_verdict_relative"].startswith("not supported")
     # lwf locality is a constant 0.4: Fieller reduces to the t-interval of L_pnc / 0.4
     lp = np.array(v["loc_pnc"][:3])
     gain = lp.mean() / 0.4 - 1
@@ -282,8 +287,13 @@ def test_claim_check_by_hand():
     assert claim["locality_gain"] == pytest.approx(gain)
     assert claim["locality_gain_low"] == pytest.approx(gain - lhalf, abs=1e-6)
     assert claim["locality_gain_high"] == pytest.approx(gain + lhalf, abs=1e-6)
-    assert claim["locality_verdict"].startswith("supported")
-    assert claim["supports_claim"] in (False, 0.0)
+    assert claim["locality_verdict_relative"].startswith("supported")
+    # the points reading: 100 (L_pnc - 0.4) against +50 points
+    assert claim["locality_difference_points"] == pytest.approx(100 * (lp.mean() - 0.4))
+    assert claim["locality_verdict_points"] == claim_module.claim_verdict(
+        claim["locality_difference_low"], claim["locality_difference_high"], 50.0, " points")
+    assert claim["supports_claim_points"] in (False, 0.0)
+    assert claim["supports_claim_relative"] in (False, 0.0)
 
 
 def test_claim_verdicts():

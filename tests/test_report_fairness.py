@@ -117,7 +117,7 @@ def test_claim_checked_twice():
     assert memory["accuracy_difference_points"] == pytest.approx(27.0)
     assert (memory["accuracy_difference_low"], memory["accuracy_difference_high"]) == (
         pytest.approx(22.0), pytest.approx(30.0))
-    assert memory["accuracy_verdict"].startswith("supported")
+    assert memory["accuracy_verdict_points"].startswith("supported")
     assert memory["locality_difference_points"] == pytest.approx(100 * (0.9867 - 0.55),
                                                                  abs=0.01)
     assert math.isfinite(memory["locality_gain"])  # the rival's locality excludes 0
@@ -132,7 +132,8 @@ def test_no_relative_gain_against_a_locality_indistinguishable_from_zero():
     assert math.isnan(row["locality_gain"]) and math.isnan(row["locality_gain_low"])
     assert "includes 0" in row["reason"]
     # pnc's lower bound (0.98) is more than 1.5 x the rival's upper bound (0.002)
-    assert row["locality_verdict"].startswith("supported: PNC keeps significantly more")
+    assert row["locality_verdict_relative"].startswith("supported: PNC keeps significantly "
+                                                       "more")
 
 
 def test_no_rival_within_pncs_memory_is_said():

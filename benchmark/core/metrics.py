@@ -59,6 +59,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("average_incremental_accuracy_weighted", "AIA weighted", True, 0.0, 1.0,
            "fraction", "mean over steps k of the accuracy over all test samples seen after "
            "step k (iCaRL, PODNet)", required=False),
+    Metric("base_accuracy", "Base acc.", True, 0.0, 1.0, "fraction",
+           "accuracy on the first experience after the last step (cloning: the target's base "
+           "classes)", required=False),
+    Metric("cloned_accuracy", "Cloned acc.", True, 0.0, 1.0, "fraction",
+           "mean accuracy on the experiences after the first, after the last step (cloning: "
+           "the cloned classes)", required=False),
 )
 # The metrics every successful record must carry (the store refuses records without them).
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS if m.required)
@@ -140,6 +146,17 @@ def new_accuracy(a: Matrix, k: Optional[int] = None) -> float:
     return float(m[k, k])
 
 
+def base_accuracy(a: Matrix) -> float:
+    """a[T][1]: accuracy on the first experience after the last step."""
+    return float(as_matrix(a)[-1, 0])
+
+
+def cloned_accuracy(a: Matrix) -> Optional[float]:
+    """Mean over experiences j > 1 of a[T][j] (``None`` with one experience)."""
+    m = as_matrix(a)
+    return float(np.mean(m[-1, 1:])) if len(m) > 1 else None
+
+
 def weighted_accuracy(correct: Sequence[int], total: Sequence[int]) -> float:
     """Sample-weighted accuracy over all seen test samples (Avalanche's Top1_Acc_Stream):
     sum of correct predictions over the sum of test-set sizes."""
@@ -216,5 +233,7 @@ def summarize(a: Matrix, correct: Sequence[Sequence[Optional[int]]], sizes: Sequ
         "original_locality": orig_loc,
         "old_accuracy": old_accuracy(a),
         "new_accuracy": new_accuracy(a),
+        "base_accuracy": base_accuracy(a),
+        "cloned_accuracy": cloned_accuracy(a),
     }
     return {name: values[name] for name in ALL_METRIC_NAMES}

@@ -45,6 +45,7 @@ from benchmark.report.tables import (
     label_roles,
     loss_table,
     runs_table,
+    setting_labels,
     steps_table,
     strategy_order,
     summary_table,
@@ -55,15 +56,17 @@ from benchmark.run.folder import ReportWriter
 from benchmark.run.store import ResultsStore, atomic_write
 
 
-def mean_accuracy_matrices(records: Sequence[dict], labels: Optional[dict[str, str]] = None
+def mean_accuracy_matrices(records: Sequence[dict], labels: Optional[dict[str, str]] = None,
+                           settings: Optional[dict[str, str]] = None
                            ) -> dict[str, dict[str, np.ndarray]]:
-    """Stream -> label -> mean over successful seeds of the accuracy matrix (NaN above the
+    """Setting -> label -> mean over successful seeds of the accuracy matrix (NaN above the
     diagonal); runs whose matrix shape differs from the label's most common one are left out."""
     labels = labels if labels is not None else variant_labels(records)
+    settings = settings if settings is not None else setting_labels(records)
     groups: dict[tuple[str, str], list[np.ndarray]] = {}
     for r in records:
         if r["status"] == "ok" and r["accuracy_matrix"]:
-            groups.setdefault((r["config"]["stream"], labels[r["key"]]), []).append(
+            groups.setdefault((settings[r["key"]], labels[r["key"]]), []).append(
                 as_matrix(r["accuracy_matrix"]))
     out: dict[str, dict[str, np.ndarray]] = {}
     for (stream, label), mats in groups.items():
@@ -118,8 +121,9 @@ def build_report(root: Path, quiet: bool = False) -> Path:
     store = ResultsStore(root).check()
     records = list(store.records())
     labels = variant_labels(records)  # once: each table below labels the same runs
-    runs = runs_table(records, labels)
-    steps = steps_table(records, labels)
+    settings = setting_labels(records)
+    runs = runs_table(records, labels, settings)
+    steps = steps_table(records, labels, settings)
     summary = summary_table(runs)
     paired = paired_tests(runs)
     friedman_rows, ranks = friedman_tests(runs)
@@ -130,9 +134,9 @@ def build_report(root: Path, quiet: bool = False) -> Path:
     order = strategy_order(runs["label"], roles)
     tags = {label: role_tag(role, note) for label, role, note in
             zip(runs["label"], runs["role"], runs["note"].fillna(""))}
-    charts = figures.all_charts(summary, steps, loss_table(records, labels),
-                                mean_accuracy_matrices(records, labels), ranks, order, tags,
-                                roles)
+    charts = figures.all_charts(summary, steps, loss_table(records, labels, settings),
+                                mean_accuracy_matrices(records, labels, settings), ranks, order,
+                                tags, roles)
     experiment, experiment_note = read_experiment(root)
     content = page.render(page.ReportContent(
         root=root, runs=runs, summary=summary, display=display_summary(summary),

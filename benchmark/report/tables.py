@@ -1,5 +1,13 @@
 """Tidy tables from run records: one row per run, per run and step, per run, step and training
-epoch, and per stream x strategy.
+epoch, and per setting x strategy.
+
+A *setting* is what the runs of a comparison share: the stream and its options, the scenario
+and its options, the backbone and the split evaluated (runs trained with other settings, e.g.
+epochs, are variants of their strategy within a setting). Every table
+groups by it, in its column ``stream``: the stream's name, followed by `` / <scenario>`` when
+the scenario is not class-incremental, and by the options that tell them apart in parentheses
+when a folder holds several settings of one stream (e.g. ``split-digits / cloning (shots=10)``).
+The stream's own name is in ``dataset``, the scenario in ``scenario``, the split in ``split``.
 
 Accuracies, forgetting, BWT and locality are fractions in [0, 1]; memory in bytes. A strategy
 run with several configurations in one folder (e.g. two EWC lambdas) gets one label per
@@ -28,8 +36,13 @@ from benchmark.report import stats
 
 BASELINE = "pnc"
 SUMMARY_METRICS = METRICS + COSTS
-RUN_ID_COLUMNS = ["key", "stream", "strategy", "label", "role", "family", "note", "reference",
-                  "seed", "status", "error", "epochs", "device", "hparams"]
+RUN_ID_COLUMNS = ["key", "stream", "dataset", "scenario", "backbone", "split", "strategy",
+                  "label", "role", "family", "note", "reference", "seed", "status", "error",
+                  "epochs", "device", "hparams"]
+# The configuration entries that make a setting (the rest belongs to a strategy's variant).
+SETTING_FIELDS = ("stream", "stream_options", "scenario", "backbone", "evaluation", "split",
+                  "data_version")
+DEFAULT_SCENARIO = "class-incremental"
 COST_COLUMNS = ["parameters", "model_bytes", "state_bytes", "total_bytes", "seconds",
                 "source_seconds", "peak_memory_mb", "total_seconds"]
 
@@ -78,18 +91,45 @@ def _label_parts(by_key: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
     return parts
 
 
+def scenario_of(config: dict) -> dict:
+    """A record configuration's scenario block (records written before scenarios existed ran
+    the class-incremental one)."""
+    return config.get("scenario") or {"name": DEFAULT_SCENARIO}
+
+
+def setting_labels(records: Sequence[dict]) -> dict[str, str]:
+    """Run key -> the name of its setting (module docstring)."""
+    by_stream: dict[str, dict[str, dict[str, str]]] = {}
+    for r in records:
+        cfg = dict(r["config"], scenario=scenario_of(r["config"]))
+        ident = _flatten({k: cfg.get(k) for k in SETTING_FIELDS if k in cfg})
+        by_stream.setdefault(cfg["stream"], {})[r["key"]] = ident
+    labels = {}
+    for stream, by_key in by_stream.items():
+        parts = _label_parts(by_key)
+        for key, ident in by_key.items():
+            scenario = json.loads(ident["scenario.name"])
+            name = stream if scenario == DEFAULT_SCENARIO else f"{stream} / {scenario}"
+            shown = [f"{short}={json.loads(ident[n])}" for short, n in parts
+                     if n in ident and short != "name" and json.loads(ident[n]) is not None]
+            labels[key] = f"{name} ({', '.join(shown)})" if shown else name
+    return labels
+
+
 def variant_labels(records: Sequence[dict]) -> dict[str, str]:
     """Run key -> label: the strategy name, with ``[option=value, ...]`` appended (the config
-    entries that differ, each once, those left unset (None) not shown) when one stream holds
+    entries that differ, each once, those left unset (None) not shown) when one setting holds
     several configurations of that strategy. A memory-matched run's budget differs by seed
     (``memory_match``): its label names the match, not the budget."""
+    settings = setting_labels(records)
     groups: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
     for r in records:
         cfg = r["config"]
-        ident = _flatten({k: v for k, v in cfg.items() if k != "seed"})
+        ident = _flatten({k: v for k, v in cfg.items()
+                          if k != "seed" and k not in SETTING_FIELDS})
         if cfg.get("memory_match"):
             ident.pop("hparams.memory_bytes", None)
-        groups.setdefault((cfg["stream"], cfg["strategy"]), {})[r["key"]] = ident
+        groups.setdefault((settings[r["key"]], cfg["strategy"]), {})[r["key"]] = ident
     labels = {}
     for (_, strategy), by_key in groups.items():
         distinct = {json.dumps(v, sort_keys=True) for v in by_key.values()}
@@ -115,13 +155,15 @@ def _last(values) -> float:
     return float(values[-1]) if values and values[-1] is not None else np.nan
 
 
-def runs_table(records: list[dict], labels: Optional[dict[str, str]] = None
-               ) -> pd.DataFrame:
-    """One row per run: identity and role, status, every metric of the record (NaN where an
+def runs_table(records: list[dict], labels: Optional[dict[str, str]] = None,
+               settings: Optional[dict[str, str]] = None) -> pd.DataFrame:
+    """One row per run: its setting (``stream``, module docstring), the stream, scenario,
+    backbone and split, identity and role, status, every metric of the record (NaN where an
     older record lacks one), and costs (``parameters``, ``model_bytes``, ``state_bytes`` and
     their sum ``total_bytes`` after the last step; ``seconds`` of training summed over steps,
     ``source_seconds`` spent obtaining sources, ``peak_memory_mb`` over steps)."""
     labels = labels if labels is not None else variant_labels(records)
+    settings = settings if settings is not None else setting_labels(records)
     extra_metrics = sorted({m for r in records for m in r["metrics"]} - set(ALL_METRIC_NAMES))
     metric_cols = [*ALL_METRIC_NAMES, *extra_metrics]
     rows = []
@@ -131,7 +173,9 @@ def runs_table(records: list[dict], labels: Optional[dict[str, str]] = None
         source = costs.get("source") or {}
         memory = [v for v in costs.get("peak_memory_mb") or [] if v is not None]
         info = strategy_info(r)
-        row = {"key": r["key"], "stream": cfg["stream"], "strategy": cfg["strategy"],
+        row = {"key": r["key"], "stream": settings[r["key"]], "dataset": cfg["stream"],
+               "scenario": scenario_of(cfg)["name"], "backbone": cfg.get("backbone"),
+               "split": cfg.get("split", "test"), "strategy": cfg["strategy"],
                "label": labels[r["key"]], **info, "reference": info["role"] == "reference",
                "seed": cfg["seed"], "status": r["status"], "error": r.get("error"),
                "epochs": cfg.get("epochs"), "device": cfg.get("device"),
@@ -153,11 +197,12 @@ def runs_table(records: list[dict], labels: Optional[dict[str, str]] = None
     return table.sort_values(["stream", "label", "seed"], kind="stable").reset_index(drop=True)
 
 
-def steps_table(records: list[dict], labels: Optional[dict[str, str]] = None
-                ) -> pd.DataFrame:
+def steps_table(records: list[dict], labels: Optional[dict[str, str]] = None,
+                settings: Optional[dict[str, str]] = None) -> pd.DataFrame:
     """One row per successful run and step k (1-based): A_k, L_k (NaN at step 1), old accuracy
     (mean over experiences < k; NaN at step 1) and new accuracy a[k][k]."""
     labels = labels if labels is not None else variant_labels(records)
+    settings = settings if settings is not None else setting_labels(records)
     rows = []
     for r in records:
         if r["status"] != "ok" or not r["accuracy_matrix"]:
@@ -166,7 +211,7 @@ def steps_table(records: list[dict], labels: Optional[dict[str, str]] = None
         loc = r["step_locality"]
         for k in range(len(a)):
             old = old_accuracy(a, k)
-            rows.append({"stream": r["config"]["stream"], "label": labels[r["key"]],
+            rows.append({"stream": settings[r["key"]], "label": labels[r["key"]],
                          "seed": r["config"]["seed"], "step": k + 1,
                          "accuracy": average_accuracy(a, k),
                          "locality": np.nan if k >= len(loc) or loc[k] is None else loc[k],
@@ -177,19 +222,20 @@ def steps_table(records: list[dict], labels: Optional[dict[str, str]] = None
     return pd.DataFrame(rows, columns=cols)
 
 
-def loss_table(records: list[dict], labels: Optional[dict[str, str]] = None
-               ) -> pd.DataFrame:
+def loss_table(records: list[dict], labels: Optional[dict[str, str]] = None,
+               settings: Optional[dict[str, str]] = None) -> pd.DataFrame:
     """One row per successful run, step k (1-based) and entry of the step's ``loss_curve``:
     ``index`` (its position within the step), ``phase``, ``epoch`` (1-based within the phase)
     and ``loss`` (the epoch's mean training loss). Empty for records without loss curves."""
     labels = labels if labels is not None else variant_labels(records)
+    settings = settings if settings is not None else setting_labels(records)
     rows = []
     for r in records:
         if r["status"] != "ok":
             continue
         for k, step in enumerate(r.get("steps") or []):
             for i, point in enumerate((step or {}).get("loss_curve") or []):
-                rows.append({"stream": r["config"]["stream"], "label": labels[r["key"]],
+                rows.append({"stream": settings[r["key"]], "label": labels[r["key"]],
                              "seed": r["config"]["seed"], "step": k + 1, "index": i,
                              "phase": str(point.get("phase", "train")),
                              "epoch": point.get("epoch"), "loss": point.get("loss")})
@@ -225,8 +271,8 @@ def summary_table(runs: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> p
     runs), ``n_failed``, and per metric and cost ``<m>_mean``, ``<m>_std``, ``<m>_ci_low``,
     ``<m>_ci_high`` (``stats.mean_interval``: expanded percentile bootstrap over seeds, within
     the observed values; NaN for fewer than 2 values) and ``<m>_n`` (finite values)."""
-    cols = ["stream", "strategy", "label", "role", "family", "note", "reference", "n",
-            "n_failed", "seeds"]
+    cols = ["stream", "dataset", "scenario", "strategy", "label", "role", "family", "note",
+            "reference", "n", "n_failed", "seeds"]
     cols += [f"{m.name}_{s}" for m in SUMMARY_METRICS
              for s in ("mean", "std", "ci_low", "ci_high", "n")]
     rows = []
@@ -237,7 +283,8 @@ def summary_table(runs: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> p
             group = in_stream[in_stream["label"] == label]
             ok = group[group["status"] == "ok"]
             first = group.iloc[0]
-            row = {"stream": stream, "strategy": first["strategy"], "label": label,
+            row = {"stream": stream, "dataset": first["dataset"],
+                   "scenario": first["scenario"], "strategy": first["strategy"], "label": label,
                    "role": first["role"], "family": first["family"], "note": first["note"],
                    "reference": first["role"] == "reference", "n": len(ok),
                    "n_failed": int((group["status"] != "ok").sum()),

@@ -49,12 +49,12 @@ def final_bytes(record: dict) -> Optional[int]:
 def summary_rows(records: Sequence[dict]) -> list[dict[str, str]]:
     """One row per (stream, strategy configuration), in the records' order: the table's cells
     as text. Several configurations of a strategy are labelled as in the report."""
-    from benchmark.report.tables import variant_labels
+    from benchmark.report.tables import setting_labels, variant_labels
 
-    labels = variant_labels(records)
+    labels, settings = variant_labels(records), setting_labels(records)
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        groups.setdefault((r["config"]["stream"], labels[r["key"]]), []).append(r)
+        groups.setdefault((settings[r["key"]], labels[r["key"]]), []).append(r)
     streams = {stream for stream, _ in groups}
     rows = []
     for (stream, strategy), group in groups.items():
