@@ -44,8 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_run(sub) -> None:
-    from benchmark.run.artifacts import AUTO_SECONDS
-    from benchmark.run.plan import CHECKPOINT_POLICIES
+    from benchmark.run.choices import AUTO_SECONDS, CHECKPOINT_POLICIES
 
     run = sub.add_parser("run", help="run an experiment (default: split-digits, every "
                          "strategy, 10 seeds) and write records, tables and report")
@@ -110,9 +109,9 @@ def _add_run(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmark.perf import speed
+    from benchmark.perf import arguments as perf_arguments
     from benchmark.report import screenshot
-    from benchmark.tune import sweep
+    from benchmark.tune import arguments as tune_arguments
 
     parser = _Parser(prog="clonebench", description=(
         "Benchmark Partial Network Cloning (PNC) against continual-learning baselines."))
@@ -125,10 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "with their options and defaults")
     listing.add_argument("--plugins", action="append",
                          help="also load these modules (as for run)")
-    speed.add_arguments(sub.add_parser(
+    perf_arguments.add_arguments(sub.add_parser(
         "perf", help="time a strategy's training through the suite against a plain PyTorch "
         "loop and plain Avalanche on the same model, data and settings"))
-    sweep.add_arguments(sub.add_parser(
+    tune_arguments.add_arguments(sub.add_parser(
         "tune", help="a hyper-parameter grid on tuning seeds, printed as a table"))
     screenshot.add_arguments(sub.add_parser(
         "screenshot", help="render DIR/report.html in headless chromium and check it is not "
@@ -248,53 +247,15 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _print_options(options, indent: str = "      ") -> None:
-    for opt in options:
-        print(f"{indent}{opt.describe()}")
-
-
 def _names(texts: Optional[list[str]]) -> list[str]:
     """Names from repeatable, comma-separated flag values."""
     return [t.strip() for text in texts or [] for t in text.split(",") if t.strip()]
 
 
 def cmd_list(args) -> int:
-    from benchmark.core.models import BACKBONES
-    from benchmark.data import STREAMS
-    from benchmark.run.backends import BACKENDS
-    from benchmark.run.experiment_file import load_plugins
-    from benchmark.run.plan import default_strategy_order
-    from benchmark.scenarios import SCENARIOS
-    from strategies import STRATEGIES
+    from benchmark.listing import listing
 
-    load_plugins(_names(args.plugins))
-    print("Streams:")
-    for name, spec in STREAMS.items():
-        td = ", ".join(f"{k}={v}" for k, v in spec.train_defaults.items())
-        print(f"  {name}: {spec.summary}\n      backbone {spec.backbone}; training {td}")
-        _print_options(spec.options)
-    print("\nScenarios:")
-    for name, spec in SCENARIOS.items():
-        print(f"  {name}: {spec.summary}\n      receives: {spec.receives}; evaluated on: "
-              f"{spec.evaluated}")
-        _print_options(spec.options)
-    print("\nBackbones (a name, or NAME:OPTION=VALUE,... e.g. cnn:channels=16-32-64):")
-    for name, spec in BACKBONES.items():
-        print(f"  {name}: {spec.summary} (inputs: {spec.inputs})")
-        _print_options(spec.options)
-    print("\nStrategies:")
-    for name in default_strategy_order():
-        spec = STRATEGIES.get(name)
-        role = f" [{spec.role}: {spec.note}]" if spec.note else (
-            f" [{spec.role}]" if spec.role != "rival" else "")
-        src = " [uses a source network]" if spec.uses_source else ""
-        print(f"  {name}: {spec.summary} (family: {spec.family}){role}{src}\n"
-              f"      scenarios: {', '.join(spec.scenarios)}")
-        _print_options(spec.options)
-    print("\nBackends:")
-    for name, spec in BACKENDS.items():
-        print(f"  {name}: {spec.summary}")
-        _print_options(spec.options)
+    print(listing(_names(args.plugins)), end="")
     return 0
 
 

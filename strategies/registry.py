@@ -62,8 +62,10 @@ class StrategySpec:
     (e.g. ``parameter-tuning``, the paper's comparison). ``check(hparams, depth)`` validates
     options that depend on the backbone's number of blocks when the grid is planned.
     ``same_source_architecture``: the strategy combines its source's weights with the target's,
-    so the source must have the target's backbone. The scenarios it supports are its class's
-    ``SCENARIOS``.
+    so the source must have the target's backbone. ``trained_as``: a strategy whose training is
+    by definition that of another (``pnc-oracle``: PNC's); its class's ``logits_of(trained, x,
+    step)`` predicts from a trained strategy of that other kind, so the suite evaluates both on
+    one training. The scenarios it supports are its class's ``SCENARIOS``.
     """
 
     name: str
@@ -76,6 +78,7 @@ class StrategySpec:
     keeps_samples: bool = False
     check: Optional[Callable[[dict[str, Any], int], None]] = None
     same_source_architecture: bool = False
+    trained_as: Optional[str] = None
 
     @property
     def options(self) -> tuple[Option, ...]:
@@ -110,7 +113,8 @@ STRATEGIES: Registry[StrategySpec] = Registry("strategy")
 def register_strategy(name: str, *, summary: str, family: str, role: str = "rival",
                       note: str = "", uses_source: bool = False, keeps_samples: bool = False,
                       check: Optional[Callable[[dict[str, Any], int], None]] = None,
-                      same_source_architecture: bool = False):
+                      same_source_architecture: bool = False,
+                      trained_as: Optional[str] = None):
     """Class decorator registering a ``FastTemplate`` subclass under ``name``."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {ROLES}")
@@ -118,7 +122,8 @@ def register_strategy(name: str, *, summary: str, family: str, role: str = "riva
     def wrap(cls):
         cls.registered_name = name
         STRATEGIES.add(StrategySpec(name, cls, summary, family, role, note, uses_source,
-                                    keeps_samples, check, same_source_architecture))
+                                    keeps_samples, check, same_source_architecture,
+                                    trained_as))
         return cls
 
     return wrap

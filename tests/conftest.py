@@ -3,6 +3,9 @@ one-run results folder) are computed once per session into temporary folders; te
 a results folder work on a copy. Helpers live in ``helpers.py``."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 from helpers import GRID_ARGS, SMALL_ARGS, copy_results, run_cli
@@ -10,6 +13,8 @@ from helpers import GRID_ARGS, SMALL_ARGS, copy_results, run_cli
 # The suite's models are tiny: one intra-op thread is as fast on an idle machine and avoids the
 # thread contention that makes training ~10x slower on a loaded 2-core one.
 torch.set_num_threads(1)
+# ``clonebench list`` keeps its text in a cache folder: the tests' own, never the user's.
+os.environ["CLONEBENCH_CACHE"] = tempfile.mkdtemp(prefix="clonebench-cache-")
 
 
 @pytest.fixture(scope="session")

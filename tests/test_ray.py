@@ -49,7 +49,7 @@ def ray_session():
 def dying_worker(folder: str, times: int, original):
     """A task body that records each attempt as ``folder/attempt-<i>`` and kills its own worker
     process for attempts i <= ``times``, then runs ``original``."""
-    def run(cfg, exec_options):
+    def run(*args):
         os.makedirs(folder, exist_ok=True)
         attempt = 1
         while True:
@@ -61,7 +61,7 @@ def dying_worker(folder: str, times: int, original):
                 attempt += 1
         if attempt <= times:
             os._exit(1)
-        return original(cfg, exec_options)
+        return original(*args)
 
     return run
 
@@ -243,3 +243,29 @@ def test_more_cpus_per_run_than_any_node_has_is_a_usage_error(ray_session, tmp_p
         run_experiment(tiny_experiment(), tmp_path / "out", backend="ray", quiet=True,
                        backend_options={"cpus_per_run": 1000})
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray
+def test_each_source_is_trained_once_per_grid_not_once_per_worker(ray_session, tmp_path):
+    """PNC, its oracle and weight fusion on two seeds share each seed's experts: on Ray (two
+    workers, no shared disk) every expert is trained by one task and handed to every run that
+    uses it, and the records equal the local backend's."""
+    from benchmark.perf.grid_speed import trainings
+
+    exp = Experiment(strategies=["pnc", "pnc-oracle", "weight-fusion"], seeds=[0, 1],
+                     train={"epochs": 1}, device="cpu")
+    run_experiment(exp, tmp_path / "ray", ExecOptions(), backend="ray",
+                   backend_options={"cpus_per_run": 1}, quiet=True, build_report=False)
+    counts = trainings(tmp_path / "ray")
+    assert len(counts) == 2 * 4  # two seeds x steps 2..5
+    assert set(counts.values()) == {1}
+    threads = torch.get_num_threads()
+    try:
+        run_experiment(exp, tmp_path / "local", ExecOptions(threads=1), quiet=True,
+                       build_report=False)
+    finally:
+        torch.set_num_threads(threads)
+    local, remote = records_by_key(tmp_path / "local"), records_by_key(tmp_path / "ray")
+    assert set(local) == set(remote) and len(local) == 6
+    for key in local:
+        assert comparable(remote[key]) == comparable(local[key])

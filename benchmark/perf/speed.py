@@ -46,7 +46,6 @@ from torch import nn
 
 from benchmark.core.errors import UsageError
 from benchmark.perf.workloads import (
-    WORKLOADS,
     Workload,
     _sync,
     avalanche_benchmark,
@@ -164,30 +163,6 @@ def profile_suite(work: Workload, device: torch.device, strategy: str, hparams: 
     return out.getvalue()
 
 
-def add_arguments(p) -> None:
-    """``clonebench perf``'s arguments."""
-    p.add_argument("--strategy", default="finetune", help="registered strategy to time "
-                   "(default: finetune)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="default: cuda if available, else cpu")
-    p.add_argument("--epochs", type=int, help="epochs per experience (default: split-digits' "
-                   "own 10; 1 for synthetic-cifar100)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per method; the median "
-                   "is reported (default: 3)")
-    p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help=f"comma-separated, among {', '.join(WORKLOADS)} (default: both)")
-    p.add_argument("--images-per-experience", type=int, help="training images per experience "
-                   "of synthetic-cifar100 (default: 200 on cpu, 5000 on cuda)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads during the "
-                   "measurement (default: 1, as in runs)")
-    p.add_argument("--profile", type=int, default=0, metavar="N", help="also print the N "
-                   "functions with the most own time in one suite training (cProfile)")
-    p.add_argument("--agreement", action="store_true", help="instead, compare the final "
-                   "accuracies of replay, icarl and der with plain Avalanche's on split-digits")
-    p.add_argument("--agreement-seeds", type=int, default=5, metavar="N",
-                   help="seeds 0..N-1 of --agreement (default: 5)")
-
-
 def report(args, device: torch.device, works: list[Workload], hparams: dict) -> None:
     """Measures every workload and prints the header, the table, the checks (and profiles)."""
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -233,6 +208,10 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.grid:
+        from benchmark.perf import grid_speed
+
+        return grid_speed.run(args)
     if args.agreement:
         if args.agreement_seeds < 1:
             raise UsageError(f"--agreement-seeds must be >= 1, got {args.agreement_seeds}")

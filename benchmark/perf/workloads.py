@@ -20,8 +20,8 @@ from benchmark.core.errors import UsageError
 from benchmark.core.models import make_backbone
 from benchmark.core.training import TrainSettings
 from benchmark.data import StreamData, class_order, get_stream, split_classes
+from benchmark.perf.arguments import WORKLOADS
 
-WORKLOADS = ("split-digits", "synthetic-cifar100")
 SEED = 0
 
 

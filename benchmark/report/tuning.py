@@ -7,7 +7,6 @@ import json
 import pandas as pd
 
 from benchmark.core.metrics import METRIC_NAMES
-from strategies import STRATEGIES
 
 CHOICE_METRIC = "final_accuracy"
 
@@ -33,6 +32,8 @@ def trials_table(records: list[dict]) -> pd.DataFrame:
 def choices_table(trials_df: pd.DataFrame, metric: str = CHOICE_METRIC) -> pd.DataFrame:
     """Per stream and strategy: the configuration with the best mean ``metric`` over seeds
     (ties: the strategy's defaults, then the first configuration in sorted order)."""
+    from strategies import STRATEGIES  # the registry's defaults (imported by tuning folders only)
+
     ok = trials_df[trials_df["status"] == "ok"]
     rows = []
     for (stream, strategy), group in ok.groupby(["stream", "strategy"], sort=True):

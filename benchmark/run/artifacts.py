@@ -29,10 +29,10 @@ from typing import Any, Optional
 
 import torch
 
+from benchmark.run.choices import AUTO_SECONDS
 from benchmark.run.folder import atomic_write
 
 FORMAT = "clonebench.checkpoint/1"
-AUTO_SECONDS = 60.0
 STEP_FILE = re.compile(r"step-(\d+)\.pt")
 
 

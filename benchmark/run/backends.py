@@ -4,8 +4,9 @@ which takes runs from ``runs`` (a ``RunQueue``, or any iterable of ``RunConfig``
 and yields each record when done. The driver alone writes records.
 
 - ``local``: in this process, one run after another; with ``jobs`` > 1, that many runs at once
-  in worker processes of this machine (each with the run's thread count). Records are the same
-  as one after another's (each run is seeded by its configuration).
+  in worker processes of this machine (each with the run's thread count), scheduled by
+  ``benchmark.run.schedule`` as Ray's tasks are. Records are the same as one after another's
+  (each run is seeded by its configuration).
 - ``ray``: each run a Ray task on a cluster (``benchmark.run.ray_backend``; optional extra).
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from benchmark.core.options import Option, Registry
 from benchmark.run.plan import ExecOptions, RunConfig
-from benchmark.run.runner import execute_run
+from benchmark.run.queue import POLL_SECONDS, RunGroup, RunQueue
+from benchmark.run.runner import execute_runs, prepare_sources
+from benchmark.run.schedule import schedule, split_prepared, with_networks
 
 Backend = Callable[[Iterable[RunConfig], ExecOptions, dict[str, Any]], Iterable[dict]]
 
@@ -33,46 +36,62 @@ class BackendSpec:
     options: tuple[Option, ...] = ()
 
 
-def _waiting(runs: Iterable[RunConfig]):
-    """``runs``' next run, or None when the queue says the others hold all that remain."""
-    take = getattr(runs, "take", None)
-    if take is None:
-        iterator = iter(runs)
-        return lambda: next(iterator, None), lambda: True
-    return take, lambda: runs.exhausted
-
-
 def local_backend(runs: Iterable[RunConfig], exec_options: ExecOptions,
                   backend_options: dict[str, Any]) -> Iterator[dict]:
-    """Runs in this process, or ``jobs`` at a time in worker processes."""
+    """Runs in this process, or ``jobs`` at a time in worker processes (``schedule``: each
+    network a run trains for its protocol is trained once, by a task of its own, and read by
+    the runs from the expert cache on disk)."""
+    queue = runs if isinstance(runs, RunQueue) else RunQueue(runs)
     jobs = backend_options.get("jobs") or 1
     if jobs == 1:
-        for cfg in runs:
-            yield execute_run(cfg, exec_options)
+        while not queue.exhausted:
+            group = queue.take_group()
+            if group is None:
+                queue.wait()
+                continue
+            yield from execute_runs(group.primary, exec_options, group.companions)
         return
-    take, exhausted = _waiting(runs)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        in_flight = {}
-        try:
-            while True:
-                while len(in_flight) < jobs:
-                    cfg = take()
-                    if cfg is None:
-                        break
-                    in_flight[pool.submit(execute_run, cfg, exec_options)] = cfg
-                if not in_flight:
-                    if exhausted():
-                        return
-                    runs.wait()
-                    continue
-                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                for future in done:
-                    in_flight.pop(future)
-                    yield future.result()
-        finally:
-            for future in in_flight:
-                future.cancel()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as executor:
+        yield from schedule(queue, ProcessPool(executor, jobs), exec_options,
+                            backend_options.get("poll_seconds") or POLL_SECONDS)
+
+
+def _prepare_on_disk(cfg: RunConfig, sources: list, options: ExecOptions):
+    """A local preparation: the networks go to the expert cache on disk (``expert_dir``), and
+    the driver is told only their seconds and uses."""
+    _, seconds = split_prepared(prepare_sources(cfg, sources, options))
+    return None, seconds
+
+
+def _group_task(group: RunGroup, options: ExecOptions) -> list[dict]:
+    return execute_runs(group.primary, options, group.companions)
+
+
+class ProcessPool:
+    """``jobs`` worker processes of this machine (``schedule``'s ``WorkerPool``)."""
+
+    def __init__(self, executor: ProcessPoolExecutor, jobs: int):
+        self.executor, self.jobs = executor, jobs
+
+    def slots(self, cfg: RunConfig) -> int:
+        return self.jobs
+
+    def submit_group(self, group, options, networks, credit):
+        return self.executor.submit(_group_task, group, with_networks(options, networks, credit))
+
+    def submit_prepare(self, cfg, sources, options):
+        return self.executor.submit(_prepare_on_disk, cfg, sources, options)
+
+    def wait(self, handles, timeout):
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def outcome(self, handle):
+        return handle.result()
+
+    def cancel(self, handle):
+        handle.cancel()
 
 
 def _load_local() -> Backend:

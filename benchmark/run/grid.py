@@ -100,22 +100,27 @@ def _with_run_files(exec_options: ExecOptions, out: Path, backend: str,
         log_dir=out / LOGS if exec_options.loggers else None)
 
 
-def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecOptions(),
-                   backend: str = "local", backend_options: Optional[dict[str, Any]] = None,
-                   force: bool = False, quiet: bool = False, build_report: bool = True,
+def run_experiment(exp: Experiment | list[Experiment], out: Path,
+                   exec_options: ExecOptions = ExecOptions(), backend: str = "local",
+                   backend_options: Optional[dict[str, Any]] = None, force: bool = False,
+                   quiet: bool = False, build_report: bool = True,
                    poll_seconds: float = POLL_SECONDS, save_models: bool = False
                    ) -> GridOutcome:
-    """Runs every missing run of ``exp`` into ``out``; returns what happened.
+    """Runs every missing run of ``exp`` into ``out``; returns what happened. ``exp`` may be
+    a list of experiments (e.g. the trials of ``clonebench tune``), run as one grid: their runs
+    share the backend's workers, the experts and the fixed costs.
 
     ``backend_options`` are the backend's declared options (``benchmark.run.backends``);
     ``save_models`` writes each run's final model under ``out/models/``. Nothing is written
     before the whole input is checked (UsageError otherwise).
     """
     out = Path(out)
+    experiments = exp if isinstance(exp, list) else [exp]
     spec = BACKENDS.get(backend)
     backend_options = resolve(spec.options, backend_options or {}, backend, "backend")
     run_backend = spec.load()
-    configs = _plan_without_device(exp) if backend == "ray" else exp.run_configs()
+    plan = _plan_without_device if backend == "ray" else Experiment.run_configs
+    configs = list({c.key: c for e in experiments for c in plan(e)}.values())
     exec_options = _with_run_files(exec_options, out, backend, save_models)
     if backend != "ray":
         check_data(configs, exec_options.data_root, exec_options.download)
@@ -136,7 +141,7 @@ def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecO
             from benchmark.run.ray_backend import RaySession
 
             session = stack.enter_context(RaySession(backend_options["address"]))
-            device = session.resolve_device(exp.device)
+            device = session.resolve_device(experiments[0].device)
             configs = [dataclasses.replace(c, device=device) for c in configs]
             backend_options["session"] = session
             backend_options["poll_seconds"] = poll_seconds
@@ -147,9 +152,9 @@ def run_experiment(exp: Experiment, out: Path, exec_options: ExecOptions = ExecO
         try:
             _execute(configs, finished, force, outcome, store, run_backend,
                      exec_options, backend_options, poll_seconds, show, say, out)
-            if exp.matched_to is not None:
-                matched, missing = matched_configs(configs, exp.matched_to,
-                                                   store.load_all())
+            references = {e.matched_to for e in experiments} - {None}
+            for reference in sorted(references):
+                matched, missing = matched_configs(configs, reference, store.load_all())
                 for line in missing:
                     say(f"memory match skipped: {line}")
                 outcome.planned += len(matched)

@@ -51,6 +51,7 @@ from benchmark.core.errors import UsageError
 from benchmark.core.models import canonical_backbone, make_backbone
 from benchmark.core.training import TrainSettings
 from benchmark.data import get_stream, resolve_stream_options
+from benchmark.run.choices import CHECKPOINT_POLICIES
 from benchmark.run.sources import validate_source
 from benchmark.scenarios import DEFAULT_SCENARIO, StreamFacts, check_scenario, resolve_scenario
 from strategies import STRATEGIES, get_strategy
@@ -63,7 +64,6 @@ TOP_KEYS = {"plugins", "name", "stream", "streams", "strategies", "seeds", "devi
             "match_memory", "scenario"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
 LOGGERS = ("csv", "tensorboard")
-CHECKPOINT_POLICIES = ("auto", "always", "off")
 
 
 def matchable(strategy: str) -> bool:
@@ -99,7 +99,9 @@ class ExecOptions:
       step according to ``checkpoints`` (``benchmark.run.checkpoints``: ``auto``, ``always``,
       ``off``), and resumed from when present;
     - ``log_dir`` and ``loggers``: Avalanche loggers (``LOGGERS``) writing under
-      ``<log_dir>/<key>/``.
+      ``<log_dir>/<key>/``;
+    - ``preloaded``: networks the grid trained once for several runs (their sources, a
+      pre-trained target), handed to the run (``benchmark.run.sources.preload``).
     """
 
     data_root: Optional[str] = None
@@ -113,6 +115,7 @@ class ExecOptions:
     checkpoints: str = "auto"
     log_dir: Optional[Path] = None
     loggers: tuple[str, ...] = ()
+    preloaded: Optional[dict] = None  # networks trained once for the grid (runner.preload)
 
     def __post_init__(self):
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) \

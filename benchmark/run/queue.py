@@ -8,14 +8,36 @@ waits for the runs the others hold (taking over those whose driver died).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Optional
 
 from benchmark.run.claims import Claims
 from benchmark.run.plan import RunConfig
 from benchmark.run.runner import empty_record, environment
 from benchmark.run.store import ResultsStore
+from strategies import get_strategy
+
+
+@dataclass
+class RunGroup:
+    """A run and its companions: runs evaluated on its training (``StrategySpec.trained_as``;
+    ``benchmark.run.runner.execute_runs``)."""
+
+    primary: RunConfig
+    companions: list[RunConfig] = field(default_factory=list)
+
+    @property
+    def configs(self) -> list[RunConfig]:
+        return [self.primary, *self.companions]
+
+
+def trained_as(cfg: RunConfig) -> RunConfig:
+    """The run whose training ``cfg``'s is by definition (itself for most strategies)."""
+    other = get_strategy(cfg.strategy).trained_as
+    return cfg if other is None else dataclasses.replace(cfg, strategy=other)
 
 POLL_SECONDS = 1.0
 
@@ -81,6 +103,37 @@ class RunQueue:
                 continue
             self.pending.remove(cfg)
             return cfg
+        return None
+
+    def take_group(self) -> Optional[RunGroup]:
+        """The next run with its companions still to do, all claimed: when the next run is a
+        companion (``pnc-oracle``) whose trained run (``pnc``) is still to do, that run leads
+        the group. None if the others hold all that remain."""
+        cfg = self.take()
+        if cfg is None:
+            return None
+        lead = trained_as(cfg)
+        if lead is not cfg:
+            primary = self._take_where(lambda c: c == lead)
+            if primary is None:
+                return RunGroup(cfg)
+            group = RunGroup(primary, [cfg])
+        else:
+            group = RunGroup(cfg)
+        while True:
+            more = self._take_where(lambda c: c.strategy != group.primary.strategy
+                                    and trained_as(c) == group.primary)
+            if more is None:
+                return group
+            group.companions.append(more)
+
+    def _take_where(self, wanted) -> Optional[RunConfig]:
+        """The first pending run for which ``wanted(run)`` holds, claimed, or None."""
+        for cfg in list(self.pending):
+            if wanted(cfg) and not self._recorded_elsewhere(cfg) and (
+                    self.claims is None or self.claims.acquire(cfg.key)):
+                self.pending.remove(cfg)
+                return cfg
         return None
 
     def _drop_elsewhere(self, cfg: RunConfig) -> None:

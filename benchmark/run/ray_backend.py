@@ -1,10 +1,13 @@
 """The Ray backend: each run of the grid is a Ray task; the driver alone writes the records.
 
-A task executes ``benchmark.runner.execute_run`` on a worker and sends the record back; workers
-need no shared disk (expert sources are cached in each worker process's memory only). The
-driver submits as many runs as the cluster can run at once (re-reading the cluster's size after
-each finished run, so nodes that join are used), claims each before submitting it, and writes
-each record as soon as its task ends (``ray.wait``).
+A task executes ``benchmark.run.runner.execute_runs`` on a worker (a run and its companions,
+e.g. PNC and pnc-oracle) and sends the records back; workers need no shared disk. The networks
+runs train for their protocol (experts, pre-trained sources and targets) are trained once per
+grid, by a preparation task per seed and setting, and handed to every run that needs them
+through Ray's object store (``benchmark.run.schedule``). The driver submits as many tasks as
+the cluster can run at once (re-reading the cluster's size after each finished task, so nodes
+that join are used), claims each run before submitting it, and writes each record as soon as
+its task ends (``ray.wait``).
 
 Resources: with ``--device cuda`` (or ``auto`` on a cluster that has GPUs) a run asks for one
 GPU and one CPU; on CPU a run asks for ``cpus_per_run`` CPUs (default: the driver's torch thread
@@ -36,10 +39,11 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import Any, Optional
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, first_line
 from benchmark.run.plan import DEVICES, ExecOptions, RunConfig, resolve_device
-from benchmark.run.queue import POLL_SECONDS, RunQueue, failed_record
-from benchmark.run.runner import execute_run
+from benchmark.run.queue import POLL_SECONDS, RunGroup, RunQueue, failed_record
+from benchmark.run.runner import execute_runs, prepare_sources
+from benchmark.run.schedule import RunLost, schedule, split_prepared, with_networks
 
 MAX_RETRIES = 2
 LOCAL_NUM_CPUS = 2
@@ -183,17 +187,21 @@ class RaySession:
         return max(1, int(total.get("CPU", 0)) // cpus_per_run)
 
 
-def run_on_worker(cfg: RunConfig, exec_options: ExecOptions) -> dict:
-    """The body of a Ray task: one run on this worker; returns its record."""
+def run_on_worker(group: RunGroup, exec_options: ExecOptions, networks: Optional[dict],
+                  credit: dict) -> list[dict]:
+    """The body of a run task: a run and its companions on this worker, with the networks
+    prepared for them (``schedule.with_networks``); returns their records."""
     try:
-        return execute_run(cfg, exec_options)
+        return execute_runs(group.primary, with_networks(exec_options, networks, credit),
+                            group.companions)
     except UsageError as err:  # e.g. data missing on this node: the run fails, the grid goes on
-        return failed_record(cfg, f"on worker {socket.gethostname()}: {err}")
+        return [failed_record(c, f"on worker {socket.gethostname()}: {err}")
+                for c in group.configs]
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def prepare_on_worker(cfg: RunConfig, sources: list, exec_options: ExecOptions):
+    """The body of a preparation task: (the networks by key, {key: (seconds, use)})."""
+    return split_prepared(prepare_sources(cfg, sources, exec_options))
 
 
 def failure_reason(ray, err: BaseException, attempts: int) -> str:
@@ -202,12 +210,66 @@ def failure_reason(ray, err: BaseException, attempts: int) -> str:
         cause = getattr(err, "cause", None) or err
         hint = ("; is clonebench installed on every node?"
                 if isinstance(cause, ModuleNotFoundError) else "")
-        return f"{type(cause).__name__}: {_first_line(cause)}{hint}"
+        return f"{type(cause).__name__}: {first_line(cause)}{hint}"
     if type(err).__name__ == "OutOfMemoryError":
-        return f"killed by Ray's memory monitor (node out of memory): {_first_line(err)}"
+        return f"killed by Ray's memory monitor (node out of memory): {first_line(err)}"
     if type(err).__name__ in DIED:
-        return f"worker died {attempts} times: {_first_line(err)}"
-    return f"{type(err).__name__}: {_first_line(err)}"
+        return f"worker died {attempts} times: {first_line(err)}"
+    return f"{type(err).__name__}: {first_line(err)}"
+
+
+class RayPool:
+    """Ray tasks on a cluster (``schedule``'s ``WorkerPool``): a run task asks for one GPU and
+    one CPU on a GPU device, else ``cpus`` CPUs, and is retried ``retries`` times when its
+    worker dies."""
+
+    def __init__(self, ray, session: RaySession, cpus: int, retries: int):
+        self.ray, self.session, self.cpus, self.retries = ray, session, cpus, retries
+        self.run_task = ray.remote(run_on_worker)
+        self.prepare_task = ray.remote(prepare_on_worker)
+        self.states: dict = {}  # a preparation's handle -> the reference of its networks
+
+    def _resources(self, cfg: RunConfig) -> dict:
+        if cfg.device.startswith("cuda"):
+            return {"num_gpus": 1, "num_cpus": 1}
+        return {"num_cpus": self.cpus}
+
+    def _options(self, cfg: RunConfig, options: ExecOptions) -> ExecOptions:
+        gpu = cfg.device.startswith("cuda")
+        return dataclasses.replace(options, expert_dir=None, show_progress=False,
+                                   threads=options.threads if gpu else self.cpus)
+
+    def slots(self, cfg: RunConfig) -> int:
+        return self.session.slots(cfg.device, self.cpus)
+
+    def submit_group(self, group, options, networks, credit):
+        cfg = group.primary
+        return self.run_task.options(max_retries=self.retries, retry_exceptions=False,
+                                     **self._resources(cfg)).remote(
+            group, self._options(cfg, options), networks, credit)
+
+    def submit_prepare(self, cfg, sources, options):
+        states, seconds = self.prepare_task.options(
+            max_retries=self.retries, retry_exceptions=False, num_returns=2,
+            **self._resources(cfg)).remote(cfg, sources, self._options(cfg, options))
+        self.states[seconds] = states
+        return seconds
+
+    def wait(self, handles, timeout):
+        done, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
+        return done
+
+    def outcome(self, handle):
+        try:
+            result = self.ray.get(handle)
+        except self.ray.exceptions.RayError as err:
+            raise RunLost(failure_reason(self.ray, err, self.retries + 1)) from None
+        if handle in self.states:  # a preparation: its networks stay in the object store
+            return self.states.pop(handle), result
+        return result
+
+    def cancel(self, handle):
+        self.ray.cancel(handle, force=True)
 
 
 def ray_backend(configs: Iterable[RunConfig], exec_options: ExecOptions,
@@ -223,44 +285,9 @@ def ray_backend(configs: Iterable[RunConfig], exec_options: ExecOptions,
     queue = configs if isinstance(configs, RunQueue) else RunQueue(configs)
     retries = options.get("max_retries")
     retries = MAX_RETRIES if retries is None else retries
-    poll = options.get("poll_seconds") or POLL_SECONDS
-    in_flight: dict[object, RunConfig] = {}
     with ExitStack() as stack:
         session = options.get("session") or stack.enter_context(
             RaySession(options.get("address")))
         cpus = session.cpus_per_run(options.get("cpus_per_run"), exec_options.threads)
-        task = ray.remote(run_on_worker)
-        try:
-            while True:
-                limit = 0 if queue.exhausted else session.slots(queue.pending[0].device, cpus)
-                while len(in_flight) < limit:
-                    cfg = queue.take()
-                    if cfg is None:
-                        break
-                    gpu = cfg.device.startswith("cuda")
-                    resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": cpus}
-                    run_options = dataclasses.replace(
-                        exec_options, expert_dir=None, show_progress=False,
-                        threads=exec_options.threads if gpu else cpus)
-                    ref = task.options(max_retries=retries, retry_exceptions=False,
-                                       **resources).remote(cfg, run_options)
-                    in_flight[ref] = cfg
-                if not in_flight:
-                    if queue.exhausted:
-                        return
-                    queue.wait()
-                    continue
-                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll)
-                for ref in done:
-                    cfg = in_flight.pop(ref)
-                    try:
-                        record = ray.get(ref)
-                    except ray.exceptions.RayError as err:
-                        record = failed_record(cfg, failure_reason(ray, err, retries + 1))
-                    yield record
-        finally:
-            for ref in in_flight:
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # the cluster may already be gone; nothing left to stop
-                    pass
+        yield from schedule(queue, RayPool(ray, session, cpus, retries), exec_options,
+                            options.get("poll_seconds") or POLL_SECONDS)

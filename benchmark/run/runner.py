@@ -4,9 +4,21 @@ worker can run it and send the record back (``benchmark.run.grid`` drives whole 
 the only files it writes are those ``options`` ask for where it executes (``ExecOptions``:
 per-step checkpoints it resumes from, the final model, loggers' files; see
 ``benchmark.run.artifacts`` and ``benchmark.run.loggers``).
+
+``execute_runs(config, options, companions)`` also evaluates *companions*: runs of strategies
+that share the trained strategy's training by definition (``StrategySpec.trained_as``:
+``pnc-oracle`` evaluates PNC's own modules, told the true step), each with its own record,
+equal to what its separate run gives apart from timings (the runner seeds every strategy of a
+seed alike, so the separate run trains exactly these modules).
+
+``prepare_sources(config, options)`` trains the networks a run would train for its protocol
+(the step sources of PNC and weight fusion, the cloning scenario's pre-trained target) and
+returns them, so that backends with worker processes train each once per grid and hand it to
+every run that needs it (``ExecOptions.preloaded``).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import platform
@@ -15,6 +27,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -37,8 +50,10 @@ from benchmark.run.sources import (
     PretrainedProvider,
     ZooProvider,
     cache_key,
+    preload,
     pretrained_target,
     provider_costs,
+    recording_trained,
 )
 from benchmark.run.store import SCHEMA
 from benchmark.scenarios import apply_scenario
@@ -130,32 +145,82 @@ def execute_run(cfg: RunConfig, options: ExecOptions = ExecOptions()) -> dict:
     A UsageError (missing data, say) is raised, not recorded: the plan checks the input before
     any run starts.
     """
+    return execute_runs(cfg, options)[0]
+
+
+def execute_runs(cfg: RunConfig, options: ExecOptions = ExecOptions(),
+                 companions: Sequence[RunConfig] = ()) -> list[dict]:
+    """The record of run ``cfg`` and of each of its ``companions`` (module docstring), in that
+    order; a failure of the run is each companion's failure too."""
     started = time.perf_counter()
     facts: dict = {}
+    preload(options.preloaded)
     try:
-        body = _execute(cfg, options, facts)
+        bodies = _execute(cfg, options, facts, list(companions))
         status, error = "ok", None
     except UsageError:
         raise
     except DivergenceError as err:
-        body, status, error = {}, "failed", f"diverged: {err}"
+        bodies, status, error = None, "failed", f"diverged: {err}"
     except torch.cuda.OutOfMemoryError:
-        body, status, error = {}, "failed", "out of memory on the GPU"
+        bodies, status, error = None, "failed", "out of memory on the GPU"
     except MemoryError:
-        body, status, error = {}, "failed", "out of memory"
+        bodies, status, error = None, "failed", "out of memory"
     except Exception as err:  # a failing run is recorded, the grid goes on
         tb = traceback.extract_tb(err.__traceback__)[-1]
-        body, status, error = {}, "failed", (
+        bodies, status, error = None, "failed", (
             f"{type(err).__name__}: {err} (at {Path(tb.filename).name}:{tb.lineno})")
     env = environment(cfg.device)
     env.update(facts)
-    record = empty_record(cfg, status, error, env)
-    record.update(body)
-    record["costs"]["total_seconds"] = time.perf_counter() - started
-    return record
+    records = []
+    for i, run in enumerate([cfg, *companions]):
+        record = empty_record(run, status, error, dict(env))
+        if bodies is not None:
+            record.update(bodies[i])
+        if i:
+            record["environment"]["evaluated_with"] = cfg.key
+        record["costs"]["total_seconds"] = time.perf_counter() - started
+        records.append(record)
+    return records
 
 
-def _execute(cfg: RunConfig, options: ExecOptions, facts: dict) -> dict:
+def prepare_sources(cfg: RunConfig, sources: Sequence[Optional[dict]] = (),
+                    options: ExecOptions = ExecOptions()) -> dict:
+    """The networks the runs of ``cfg``'s setting and seed train for their protocol (module
+    docstring), trained here (or found in ``options.expert_dir``): {cache key: (state on the
+    CPU, training seconds or None when it was cached, the source it is for, or None for the
+    pre-trained target every run uses)}. For each of ``sources`` (a run configuration's
+    ``source``) every later step's source is asked for (steps 2..T), as PNC and weight fusion
+    do."""
+    data, device, settings, model, theta0 = _setting(cfg, options)
+    found: dict = {}
+    if data.pretrain is not None:
+        with recording_trained() as trained:
+            pretrained_target(model, theta0, settings, _identity(cfg), data.pretrain,
+                              data.decode, data.augment, options.expert_dir)
+        found.update({k: (state, sec, None) for k, (state, sec) in trained.items()})
+    for source in sources:
+        run = dataclasses.replace(cfg, source=source)
+        provider = _source_provider(run, _model_maker(run, data), theta0, settings, device,
+                                    options.expert_dir, data)
+        if provider is None or isinstance(provider, CheckpointProvider):
+            continue
+        with recording_trained() as trained:
+            for experience in data.train_experiences()[1:]:
+                provider(experience)
+        found.update({k: (state, sec, source) for k, (state, sec) in trained.items()})
+    return found
+
+
+def _model_maker(cfg: RunConfig, data):
+    def make_model():
+        return make_backbone(cfg.backbone, data.num_classes, data.input_shape, seed=cfg.seed)
+    return make_model
+
+
+def _setting(cfg: RunConfig, options: ExecOptions):
+    """(the run's stream data on its device, the device, training settings, its model with
+    theta_0 on the device, theta_0), with torch's threads and determinism set."""
     device = torch.device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(options.threads)
@@ -168,20 +233,21 @@ def _execute(cfg: RunConfig, options: ExecOptions, facts: dict) -> dict:
     if cfg.evaluation is not None:  # tuning: the test split is never read
         data = validation_split(data, cfg.evaluation["fraction"], cfg.seed)
     data = apply_scenario(cfg.scenario, data, cfg.seed).to(device)
-    settings = TrainSettings(**cfg.train)
-
-    def make_model():
-        return make_backbone(cfg.backbone, data.num_classes, data.input_shape, seed=cfg.seed)
-
-    model = make_model().to(device)
+    model = _model_maker(cfg, data)().to(device)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return data, device, TrainSettings(**cfg.train), model, theta0
+
+
+def _execute(cfg: RunConfig, options: ExecOptions, facts: dict,
+             companions: list[RunConfig]) -> list[dict]:
+    data, device, settings, model, theta0 = _setting(cfg, options)
     target_cost = None
     if data.pretrain is not None:  # the cloning scenario: every strategy starts from it
         target_cost = pretrained_target(
             model, theta0, settings, _identity(cfg), data.pretrain, data.decode, data.augment,
             options.expert_dir)
-    provider = _source_provider(cfg, make_model, theta0, settings, device, options.expert_dir,
-                                data)
+    provider = _source_provider(cfg, _model_maker(cfg, data), theta0, settings, device,
+                                options.expert_dir, data)
     evaluator = make_evaluator(options.loggers, Path(options.log_dir or "logs") / cfg.key)
     ctx = StrategyContext(device=device, train=settings, seed=cfg.seed,
                           num_classes=data.num_classes, source_provider=provider,
@@ -193,15 +259,29 @@ def _execute(cfg: RunConfig, options: ExecOptions, facts: dict) -> dict:
     torch.manual_seed(int(cache_key(seed=cfg.seed), 16) % 2 ** 31)
     spec = get_strategy(cfg.strategy)
     strategy = spec.build(model, ctx, **cfg.hparams)
+    views = [CompanionView(get_strategy(c.strategy), strategy) for c in companions]
     try:
-        body = _train_and_evaluate(cfg, options, data, strategy, provider, facts)
+        bodies = _train_and_evaluate(cfg, options, data, strategy, provider, facts,
+                                     dict(zip((c.key for c in companions), views)))
     finally:
         close_evaluator(evaluator)
-    if target_cost is not None:
-        body["costs"]["pretrained_target"] = target_cost
     if options.model_dir is not None:
         save_model(strategy.model, Path(options.model_dir) / f"{cfg.key}.pt")
-    return {"strategy_info": spec.info(), **body}
+    infos = [spec.info()] + [get_strategy(c.strategy).info() for c in companions]
+    for body in bodies:
+        if target_cost is not None:
+            body["costs"]["pretrained_target"] = target_cost
+    return [{"strategy_info": info, **body} for info, body in zip(infos, bodies)]
+
+
+class CompanionView:
+    """A companion's predictions, made from the trained strategy (``spec.cls.logits_of``)."""
+
+    def __init__(self, spec, trained):
+        self.spec, self.trained = spec, trained
+
+    def predict_logits(self, x: torch.Tensor, step: Optional[int] = None) -> torch.Tensor:
+        return self.spec.cls.logits_of(self.trained, x, step)
 
 
 def _source_books(provider) -> dict:
@@ -210,10 +290,15 @@ def _source_books(provider) -> dict:
             if isinstance(getattr(provider, name, None), dict)}
 
 
-def _resume(cfg: RunConfig, options: ExecOptions, strategy, provider, checkpoints, n: int):
-    """(evaluation, costs, first step to train) from the run's last checkpoint, or None."""
+def _resume(cfg: RunConfig, options: ExecOptions, strategy, provider, checkpoints, n: int,
+            companions: Sequence[str]):
+    """(evaluations by run key, costs, first step to train) from the run's last checkpoint, or
+    None (also when it lacks a companion's evaluation: then the run starts afresh)."""
     saved = checkpoints.latest() if checkpoints is not None else None
     if saved is None:
+        return None
+    evaluations = {cfg.key: saved["evaluation"], **saved.get("companions", {})}
+    if any(key not in evaluations for key in companions):
         return None
     strategy.restore_checkpoint_state(saved["strategy"])
     for name, book in saved["source"].items():
@@ -221,24 +306,28 @@ def _resume(cfg: RunConfig, options: ExecOptions, strategy, provider, checkpoint
     if not options.quiet:
         print(f"clonebench: run {cfg.key} ({cfg.strategy}, seed {cfg.seed}) resumes after step "
               f"{saved['step']} of {n} from its checkpoint", file=sys.stderr)
-    return saved["evaluation"], saved["costs"], saved["step"]
+    return evaluations, saved["costs"], saved["step"]
 
 
 def _train_and_evaluate(cfg: RunConfig, options: ExecOptions, data, strategy, provider,
-                        facts: dict) -> dict:
+                        facts: dict, views: dict) -> list[dict]:
     """Every step trained and evaluated (after the last checkpointed one, when resuming):
-    the record's results and costs. ``facts`` gets ``resumed_after_step`` when resuming."""
+    the record bodies (results and costs) of the run and of each companion (``views``: run key
+    -> what predicts for it), in that order. ``facts`` gets ``resumed_after_step`` when
+    resuming."""
     device = torch.device(cfg.device)
     settings = TrainSettings(**cfg.train)
     n = data.n_steps
-    evaluation = StepEvaluation([y.cpu().numpy() for _, y in data.test])
+    predictors = {cfg.key: strategy, **views}
+    labels = [y.cpu().numpy() for _, y in data.test]
+    evaluations = {key: StepEvaluation(labels) for key in predictors}
     costs: dict[str, list] = {name: [] for name in STEP_COSTS}
     checkpoints = None if options.checkpoint_dir is None else RunCheckpoints(
         options.checkpoint_dir, cfg.key, options.checkpoints, options.quiet)
     first = 0
-    resumed = _resume(cfg, options, strategy, provider, checkpoints, n)
+    resumed = _resume(cfg, options, strategy, provider, checkpoints, n, list(views))
     if resumed is not None:
-        evaluation, costs, first = resumed
+        evaluations, costs, first = resumed
         facts["resumed_after_step"] = first
     seconds, memory, params = costs["seconds"], costs["peak_memory_mb"], costs["parameters"]
     trainable, model_bytes = costs["trainable_parameters"], costs["model_bytes"]
@@ -264,27 +353,43 @@ def _train_and_evaluate(cfg: RunConfig, options: ExecOptions, data, strategy, pr
         report = strategy.step_reports[k] if k < len(strategy.step_reports) else {}
         trainable.append(report.get("trainable_parameters"))
         seen = [c for step in data.classes_per_step[:k + 1] for c in step]
-        evaluation.add([predict(strategy, data.test[j][0], seen, settings.eval_batch_size,
-                                data.decode, step=j) for j in range(k + 1)])
+        for key, predictor in predictors.items():
+            evaluations[key].add([predict(predictor, data.test[j][0], seen,
+                                          settings.eval_batch_size, data.decode, step=j)
+                                  for j in range(k + 1)])
         if checkpoints is not None and checkpoints.due(k + 1, n):
             checkpoints.save(k + 1, {"strategy": strategy.checkpoint_state(),
-                                     "evaluation": evaluation, "costs": costs,
-                                     "source": _source_books(provider)})
+                                     "evaluation": evaluations[cfg.key],
+                                     "companions": {key: evaluations[key] for key in views},
+                                     "costs": costs, "source": _source_books(provider)})
 
     steps = [dict(r) for r in strategy.step_reports]
     for report, curve in zip(steps, strategy.loss_curve):
         report["loss_curve"] = curve
     trained = {} if data.train_classes is None else {
         "train_classes_per_step": data.train_classes}
-    return {
+    cost_block = {
+        **costs,
+        "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_max_rss",
+        "source": provider_costs(provider, n),
+    }
+    bodies = [{
         "classes_per_step": data.classes_per_step,
         **trained,
         "sample_bytes": data.sample_bytes,
-        **evaluation.record(),
+        **evaluations[key].record(),
         "steps": steps,
-        "costs": {
-            **costs,
-            "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_max_rss",
-            "source": provider_costs(provider, n),
-        },
-    }
+        "costs": dict(cost_block),
+    } for key in predictors]
+    for body in bodies[1:]:  # a companion's sources came from the run's: cached, as they
+        body["costs"]["source"] = companion_sources(cost_block["source"])  # would be
+    return bodies
+
+
+def companion_sources(block: Optional[dict]) -> Optional[dict]:
+    """A companion's source cost block: the run's, every source it had cached (it trained
+    none of them)."""
+    if block is None:
+        return None
+    return {**block, "train_seconds": [None] * len(block["train_seconds"]),
+            "cached": [None if c is None else True for c in block["cached"]]}

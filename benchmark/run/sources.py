@@ -27,6 +27,7 @@ settings, scenario), cached in memory and on disk, its cost recorded apart.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -73,6 +74,35 @@ class SourceProvider:
 
 
 _MEMORY_CACHE: dict[str, dict[str, torch.Tensor]] = {}
+# Training seconds of preloaded networks, credited to the first run of this process that asks
+# for each (``preload``), and the trained states collected by ``recording_trained``.
+_CREDIT: dict[str, float] = {}
+_RECORDING: list[dict] = []
+
+
+def preload(networks: Optional[dict]) -> None:
+    """Puts networks trained elsewhere (``prepare_sources``: {key: (state, seconds or None)},
+    a state None when it is in the expert cache on disk) in this process's cache. A run that
+    asks for one then reports it cached, except the first to ask for one given with its
+    training seconds, which reports them as its own training: every network's cost appears
+    once in the records, as when runs train their sources themselves."""
+    for key, (state, seconds) in (networks or {}).items():
+        if state is not None:  # None: the state is in the expert cache on disk
+            _MEMORY_CACHE[key] = state
+        if seconds is not None:
+            _CREDIT[key] = seconds
+
+
+@contextlib.contextmanager
+def recording_trained():
+    """Collects {key: (state, seconds or None)} of every network ``trained_state`` gives within
+    the block (trained, or found in a cache)."""
+    found: dict = {}
+    _RECORDING.append(found)
+    try:
+        yield found
+    finally:
+        _RECORDING.remove(found)
 
 
 class TrainedProvider(SourceProvider):
@@ -122,7 +152,7 @@ def trained_state(key: str, model: nn.Module, initial_state: dict[str, torch.Ten
     path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
     if state is None and path is not None:
         state = load_expert(path)  # None when missing or damaged (then removed)
-    seconds = None
+    seconds = None if state is None else _CREDIT.pop(key, None)
     if state is None:
         start = time.perf_counter()
         device = next(model.parameters()).device
@@ -137,6 +167,8 @@ def trained_state(key: str, model: nn.Module, initial_state: dict[str, torch.Ten
     else:
         model.load_state_dict(state)
     _MEMORY_CACHE[key] = state
+    for found in _RECORDING:
+        found[key] = (state, seconds)
     return state, seconds
 
 

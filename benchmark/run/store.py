@@ -9,6 +9,12 @@ starts, so a mistyped ``--out`` never mixes results with other files.
 A good result is never replaced by a failure: a failed run whose ``ok`` record exists (a
 ``--force`` rerun that failed) is written beside it as ``runs/<key>.failed.json``; a later
 success replaces both.
+
+One pass: a record file is parsed at most once per process while it is unchanged (a memo keyed
+by its path, inode, size and modification time; a record this process writes enters the memo
+as written), so the grid, the description, the report and the console table of one
+``clonebench run`` share what was read. Records returned are shared: read them, never modify
+them.
 """
 from __future__ import annotations
 
@@ -76,9 +82,24 @@ def key_of(path: Path) -> str:
     return name[:-len(FAILED_SUFFIX)] if name.endswith(FAILED_SUFFIX) else path.stem
 
 
+_PARSED: dict[str, tuple[tuple, dict]] = {}
+
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def read_record(path: Path) -> dict:
-    """The record in ``path``; RecordError if it is corrupt, foreign or misnamed. A
-    ``<key>.failed.json`` file must hold a failed record."""
+    """The record in ``path`` (shared: do not modify it); RecordError if it is corrupt,
+    foreign or misnamed. A ``<key>.failed.json`` file must hold a failed record."""
+    try:
+        stamp = _stamp(path)
+    except OSError:
+        stamp = None
+    known = _PARSED.get(str(path))
+    if stamp is not None and known is not None and known[0] == stamp:
+        return known[1]
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -92,7 +113,18 @@ def read_record(path: Path) -> dict:
     if path.name.endswith(FAILED_SUFFIX) and record["status"] != "failed":
         raise RecordError(f"{path} holds a record with status {record['status']!r}; only "
                           "failures are kept beside a record; delete it")
+    if stamp is not None:
+        _PARSED[str(path)] = (stamp, record)
     return record
+
+
+def _remember(path: Path, text: str) -> None:
+    """Puts the record just written as ``text`` at ``path`` in the memo (parsed back, so the
+    memo holds exactly what a reader of the file would)."""
+    try:
+        _PARSED[str(path)] = (_stamp(path), json.loads(text))
+    except OSError:
+        _PARSED.pop(str(path), None)
 
 
 def _temp_is_stale(path: Path) -> bool:
@@ -213,8 +245,10 @@ class ResultsStore:
         if record["status"] == "failed" and self._holds_ok(key):
             path = self.failure_path(key)
             atomic_write(path, text)
+            _remember(path, text)
             return path
         path = self.record_path(key)
         atomic_write(path, text)
+        _remember(path, text)
         self.failure_path(key).unlink(missing_ok=True)
         return path

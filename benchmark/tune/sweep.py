@@ -86,39 +86,14 @@ def run_tuning(stream: str, strategies: list[str], seeds: list[int], budget: int
                                        train=dict(train), strategy_options={name: options},
                                        evaluation=evaluation, match_memory=None)
                    for name, configs in plan.items() for options in configs]
-    for exp in experiments:  # everything is validated before anything runs
-        exp.run_configs()
-    for exp in experiments:
-        run_experiment(exp, out, exec_options, backend_options={"jobs": jobs},
-                       quiet=quiet, build_report=False)
+    run_experiment(experiments, out, exec_options, backend_options={"jobs": jobs},
+                   quiet=quiet, build_report=False)  # one grid: validated before it runs
     from benchmark.report.build import build_report
 
     build_report(out, quiet=True)  # writes tables/trials.csv and tables/choices.csv too
     records = [r for r in ResultsStore(out).records()
                if r["config"].get("split") == "validation"]
     return choices_table(trials_table(records))
-
-
-def add_arguments(parser) -> None:
-    """``clonebench tune``'s arguments."""
-    parser.add_argument("--stream", default="split-digits")
-    parser.add_argument("--strategies", help="comma-separated (default: every strategy but "
-                        "the references that share another's options)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101],
-                        help="tuning seeds, disjoint from reported ones (default: 100 101)")
-    parser.add_argument("--trials", type=int, default=6, help="configurations tried per "
-                        "strategy, the same for all (default: 6)")
-    parser.add_argument("--fraction", type=float, default=0.2, help="share of each "
-                        "experience's training data held out for validation (default: 0.2)")
-    parser.add_argument("--grid", nargs="*", default=[], metavar="STRATEGY.OPTION=V1,V2",
-                        help="replace a strategy's built-in grid")
-    parser.add_argument("--epochs", type=int, help="epochs per step (default: the stream's)")
-    parser.add_argument("--config", type=Path, help="experiment TOML file whose stream, "
-                        "training settings, backbone and plugins tuning uses")
-    parser.add_argument("--data-root", help="folder holding real data sets")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once (worker processes)")
-    parser.add_argument("--out", type=Path, help="results folder (default: "
-                        "results/tuning/<stream>)")
 
 
 def run(args) -> int:

@@ -126,7 +126,7 @@ class PNCRouter(FastTemplate):
 
 @register_strategy("pnc-oracle", summary="reference: PNC's modules given the true step of each "
                    "test sample (oracle routing), never a rival", family="cloning",
-                   role="reference", note="oracle routing", uses_source=True,
+                   role="reference", note="oracle routing", uses_source=True, trained_as="pnc",
                    check=lambda hp, depth: parse_positions(hp["positions"], depth,
                                                            hp["allow_empty"]))
 class PNCOracle(PNC):
@@ -134,9 +134,16 @@ class PNCOracle(PNC):
 
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor, step: Optional[int] = None) -> torch.Tensor:
-        net = self.model
+        return self.logits_of(self, x, step)
+
+    @staticmethod
+    @torch.no_grad()
+    def logits_of(trained: PNC, x: torch.Tensor, step: Optional[int] = None) -> torch.Tensor:
+        """The oracle's logits from a trained PNC: only the head of the true ``step`` (0-based)
+        predicts; PNC's own output when the step is not given or no module exists yet."""
+        net = trained.model
         if step is None or not isinstance(net, ClonedNetwork) or not len(net.clones):
-            return super().predict_logits(x)
+            return PNC.predict_logits(trained, x)
         net.eval()
         _, logits, classes = net.step_logits(x)
         keys = [0] + [int(k) - 1 for k in net.clones]
