@@ -12,6 +12,8 @@ file, before anything is written); then, each file atomically:
   Nemenyi critical difference;
 - ``tables/claim.csv``: the paper-claim check, twice per stream;
 - ``tables/ablations.csv``: PNC net of its router, and the routing loss;
+- ``tables/pnc_clones.csv`` and ``tables/pnc_positions.csv``: what PNC cloned, per step and
+  per candidate position (``benchmark.report.pnc_clones``);
 - ``figures/*.png`` and the self-contained ``report.html``.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ from benchmark.report.formats import (
     summary_latex,
     summary_markdown,
 )
+from benchmark.report.pnc_clones import clone_table, position_table, positions_chart
 from benchmark.report.tables import (
     BASELINE,
     SUMMARY_METRICS,
@@ -137,6 +140,11 @@ def build_report(root: Path, quiet: bool = False) -> Path:
     charts = figures.all_charts(summary, steps, loss_table(records, labels, settings),
                                 mean_accuracy_matrices(records, labels, settings), ranks, order,
                                 tags, roles)
+    clones = clone_table(records, labels, settings)
+    positions = position_table(records, labels, settings)
+    measured = positions[np.isfinite(positions["module_bytes_mean"].astype(float))]
+    charts += [positions_chart(stream, measured)
+               for stream in sorted(measured["stream"].unique())]
     experiment, experiment_note = read_experiment(root)
     content = page.render(page.ReportContent(
         root=root, runs=runs, summary=summary, display=display_summary(summary),
@@ -145,7 +153,7 @@ def build_report(root: Path, quiet: bool = False) -> Path:
         tests=tests, ranks=ranks, claims=claims, ablations=ablations,
         claimed_points=CLAIMED_POINTS, claimed_gain=CLAIMED_GAIN, alpha=ALPHA, charts=charts,
         experiment=experiment, experiment_note=experiment_note,
-        environment=environment_table(records)))
+        environment=environment_table(records), clones=clones, positions=positions))
 
     # Every file under tables/ and figures/ goes through the writer, which refuses a folder
     # holding files the suite did not write and removes only its own stale ones.
@@ -159,6 +167,8 @@ def build_report(root: Path, quiet: bool = False) -> Path:
     out.write("tables/ranks.csv", _csv(ranks))
     out.write("tables/claim.csv", _csv(claims))
     out.write("tables/ablations.csv", _csv(ablations))
+    out.write("tables/pnc_clones.csv", _csv(clones))
+    out.write("tables/pnc_positions.csv", _csv(positions))
     tuning = [r for r in records if r["config"].get("split") == "validation"]
     if tuning:  # a tuning folder (clonebench tune): its trials and the choices made
         trials = trials_table(tuning)

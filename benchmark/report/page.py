@@ -19,6 +19,7 @@ import pandas as pd
 from benchmark.report.formats import role_tag
 from benchmark.report.htmlkit import CSS, esc, table
 from benchmark.report.page_stats import section_ablations, section_claim, section_tests
+from benchmark.report.pnc_clones import CLONE_COLUMNS, section_clones
 
 
 def section_overview(runs: pd.DataFrame) -> str:
@@ -152,6 +153,8 @@ class ReportContent:
     experiment: Optional[dict]
     experiment_note: str
     environment: pd.DataFrame
+    clones: Optional[pd.DataFrame] = None
+    positions: Optional[pd.DataFrame] = None
 
 
 def render(c: ReportContent) -> str:
@@ -166,6 +169,9 @@ def render(c: ReportContent) -> str:
                                                list(c.display_metrics), c.summary_note)),
         ("claim", "Claim check", section_claim(c.claims, c.claimed_points, c.claimed_gain)),
         ("ablations", "Ablations", section_ablations(c.ablations)),
+        ("clones", "PNC's clones", section_clones(
+            c.clones if c.clones is not None else pd.DataFrame(columns=CLONE_COLUMNS),
+            c.positions if c.positions is not None else pd.DataFrame())),
         ("tests", "Tests", section_tests(c.tests, c.ranks, c.units, c.alpha, n_streams)),
         ("figures", "Figures", section_figures(c.charts)),
         ("failed", "Failed runs", section_failed(c.runs)),

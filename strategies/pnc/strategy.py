@@ -37,7 +37,7 @@ from benchmark.core.models import as_block_net
 from benchmark.core.options import Option
 from benchmark.core.tensors import experience_tensors
 from benchmark.core.training import TrainSettings, fit
-from strategies.base import FastTemplate, Phase, count_parameters
+from strategies.base import FastTemplate, Phase, count_parameters, module_bytes
 from strategies.pnc.localise import ChannelGates, binarise
 from strategies.pnc.network import ClonedNetwork, CloneModule, boundary_features
 from strategies.pnc.routing_phases import RouterTraining
@@ -86,20 +86,42 @@ def module_score(module: CloneModule, target: nn.Module, x: torch.Tensor,
     return {"accuracy": correct / n, "loss": loss / n}
 
 
-def best_position(scores: dict, parameters: dict) -> tuple[int, str]:
-    """The winning position and what decided: higher accuracy, then lower loss, then fewer
-    added parameters."""
-    ranked = sorted(scores, key=lambda p: (-scores[p]["accuracy"], scores[p]["loss"],
-                                           parameters[p]))
+def best_position(scores: dict, parameters: dict, tolerance: float = 0.0,
+                  max_bytes: Optional[int] = None, sizes: Optional[dict] = None
+                  ) -> tuple[int, str]:
+    """The winning position and what decided. Default (``tolerance`` 0, no ``max_bytes``):
+    higher held-out accuracy, then lower loss, then fewer added parameters. With ``max_bytes``,
+    candidates whose module exceeds it (``sizes``: bytes per position) are left out unless none
+    fits (then the smallest wins); with ``tolerance`` > 0, the candidate with the fewest added
+    parameters among those within ``tolerance`` of the best held-out accuracy wins (a
+    size-aware choice)."""
+    pool = list(scores)
+    budget_note = ""
+    if max_bytes is not None and sizes is not None:
+        fits = [p for p in pool if sizes[p] <= max_bytes]
+        if not fits:
+            smallest = min(pool, key=lambda p: (sizes[p], p))
+            return smallest, f"smallest module (none fits {max_bytes:,} bytes)"
+        if len(fits) < len(pool):
+            budget_note = f" within {max_bytes:,} bytes"
+        pool = fits
+    if tolerance > 0 and len(pool) > 1:
+        best_accuracy = max(scores[p]["accuracy"] for p in pool)
+        near = [p for p in pool if scores[p]["accuracy"] >= best_accuracy - tolerance]
+        chosen = min(near, key=lambda p: (parameters[p], -scores[p]["accuracy"], p))
+        return chosen, (f"fewest added parameters within {tolerance:g} of the best held-out "
+                        f"accuracy{budget_note}")
+    ranked = sorted(pool, key=lambda p: (-scores[p]["accuracy"], scores[p]["loss"],
+                                         parameters[p]))
     best = ranked[0]
     if len(ranked) == 1:
-        return best, "only candidate"
+        return best, f"only candidate{budget_note}"
     second = ranked[1]
     if scores[best]["accuracy"] != scores[second]["accuracy"]:
-        return best, "held-out accuracy"
+        return best, f"held-out accuracy{budget_note}"
     if scores[best]["loss"] != scores[second]["loss"]:
-        return best, "held-out loss (accuracy tied)"
-    return best, "fewer added parameters (accuracy and loss tied)"
+        return best, f"held-out loss (accuracy tied){budget_note}"
+    return best, f"fewer added parameters (accuracy and loss tied){budget_note}"
 
 
 OPTIONS = (
@@ -141,6 +163,12 @@ OPTIONS = (
     Option("val_fraction", float, 0.2, "share of the step's data held out to choose the "
            "position", low=0.0, high=0.9),
     Option("refit", bool, True, "train the chosen module again on all the step's data"),
+    Option("position_tolerance", float, 0.0, "size-aware position choice: the fewest added "
+           "parameters among the candidates within this much held-out accuracy of the best "
+           "(0: the best accuracy, then loss, then size)", low=0.0, high=1.0),
+    Option("max_module_bytes", int, None, "leave out candidate positions whose module "
+           "(adapter, pruned blocks, head) exceeds this many bytes, unless none fits", low=1,
+           nullable=True),
     Option("adapter_norm", bool, False, "add a normalisation layer after the adapter"),
 )
 
@@ -222,18 +250,21 @@ class PNC(FastTemplate):
         n_val = int(round(len(y) * hp["val_fraction"]))
         train_idx, val_idx = perm[n_val:], perm[:n_val]
         held_out = val_idx if n_val else train_idx
-        scores, sizes, modules = {}, {}, {}
+        scores, sizes, nbytes, modules = {}, {}, {}, {}
         for p in parse_positions(hp["positions"], len(net.target.blocks), hp["allow_empty"]):
             modules[p] = new_module(p)
             yield self.insert_phase(f"insert@{p}", modules[p], local, train_idx)
             scores[p] = module_score(modules[p], net.target, x[held_out], local[y[held_out]])
             sizes[p] = count_parameters(modules[p])
-        position, reason = best_position(scores, sizes)
+            nbytes[p] = module_bytes(modules[p])
+        position, reason = best_position(scores, sizes, hp["position_tolerance"],
+                                         hp["max_module_bytes"], nbytes)
         module = modules[position]
         if hp["refit"] and n_val:
             module = new_module(position)
             yield self.insert_phase("refit", module, local, None)
         module.eval()
+        clone_bytes = module_bytes(module)
         router = RouterTraining(self, x, y, classes)
         module.router = yield from router.module_phases(module)
         net.add(step, module)
@@ -241,12 +272,15 @@ class PNC(FastTemplate):
         self._report = {
             "step": step, "position": position, "position_reason": reason,
             "position_scores": {str(k): v for k, v in scores.items()},
+            "position_bytes": {str(k): v for k, v in nbytes.items()},
             "cloned_blocks": module.cloned_blocks, "pruned": module.pruned,
             "kept_fraction": float(torch.cat(masks).float().mean()),
+            "kept_fraction_per_block": [float(m.float().mean()) for m in masks],
             "kept_fraction_cloned": float(torch.cat(cloned_masks).float().mean())
             if cloned_masks else None,
             "parameters_copied": module.copied_parameters(),
             "parameters_added": count_parameters(module),
+            "module_bytes": clone_bytes,
             "trainable_parameters": module.trainable_parameters() + sum(m.numel() for m in masks),
             **router.report,
         }
