@@ -132,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     screenshot.add_arguments(sub.add_parser(
         "screenshot", help="render DIR/report.html in headless chromium and check it is not "
         "blank"))
+    verdict = sub.add_parser("verdict", help="the verdict map: one row per setting of several "
+                             "results folders, from their tables (verdict.csv, verdict.md)")
+    verdict.add_argument("dirs", type=Path, nargs="*", help="results folders (default: the "
+                         "committed ones under results/ that exist)")
+    verdict.add_argument("--out", type=Path, default=Path("results/verdict"),
+                         help="where verdict.csv and verdict.md go (default: results/verdict)")
+    readme = sub.add_parser("readme", help="rewrite the README's generated sections from the "
+                            "committed tables (--check: only say whether they match)")
+    readme.add_argument("--check", action="store_true", help="exit 1 when the README differs")
+    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.add_argument("--results", type=Path, default=Path("results"))
     compare = sub.add_parser("compare", help="whether two results folders agree within their "
                              "intervals, per stream, strategy and metric (exit 1 when not)")
     compare.add_argument("dir_a", type=Path, help="a results folder (holding runs/)")
@@ -247,6 +258,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_verdict(args) -> int:
+    from benchmark.report.readme import committed_folders
+    from benchmark.report.verdict import verdict_markdown, verdict_table
+    from benchmark.run.store import atomic_write
+
+    folders = list(args.dirs) or committed_folders(Path("results"))
+    for folder in folders:
+        if not (folder / "tables" / "claim.csv").is_file():
+            raise UsageError(f"{folder} has no tables/claim.csv; run `clonebench report "
+                             f"{folder}` first")
+    table = verdict_table(folders, [f.name for f in folders])
+    atomic_write(args.out / "verdict.csv", table.to_csv(index=False, float_format="%.10g"))
+    atomic_write(args.out / "verdict.md", verdict_markdown(table))
+    print(f"verdict map of {len(folders)} folders ({len(table)} settings) in {args.out}/")
+    return 0
+
+
+def cmd_readme(args) -> int:
+    from benchmark.report import readme
+
+    if not args.readme.is_file():
+        raise UsageError(f"{args.readme} does not exist")
+    return readme.run(args.readme, args.results, args.check)
+
+
 def _names(texts: Optional[list[str]]) -> list[str]:
     """Names from repeatable, comma-separated flag values."""
     return [t.strip() for text in texts or [] for t in text.split(",") if t.strip()]
@@ -271,7 +307,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             tool = {"perf": speed, "tune": sweep, "screenshot": screenshot,
                     "compare": compare}[args.command]
             return tool.run(args)
-        return {"run": cmd_run, "report": cmd_report, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "verdict": cmd_verdict,
+                "readme": cmd_readme}[args.command](args)
     except UsageError as err:
         print(f"clonebench: error: {err}", file=sys.stderr)
         return 2

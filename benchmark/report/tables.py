@@ -36,7 +36,8 @@ from benchmark.report import stats
 
 BASELINE = "pnc"
 SUMMARY_METRICS = METRICS + COSTS
-RUN_ID_COLUMNS = ["key", "stream", "dataset", "scenario", "backbone", "split", "strategy",
+RUN_ID_COLUMNS = ["key", "stream", "dataset", "scenario", "backbone", "split", "source",
+                  "strategy",
                   "label", "role", "family", "note", "reference", "seed", "status", "error",
                   "epochs", "device", "hparams"]
 # The configuration entries that make a setting (the rest belongs to a strategy's variant).
@@ -95,6 +96,15 @@ def scenario_of(config: dict) -> dict:
     """A record configuration's scenario block (records written before scenarios existed ran
     the class-incremental one)."""
     return config.get("scenario") or {"name": DEFAULT_SCENARIO}
+
+
+def source_name(source: Optional[dict]) -> str:
+    """A run's source in a word: its provider (with the zoo's backbone when it differs), or
+    empty for a strategy without one."""
+    if not source:
+        return ""
+    backbone = source.get("backbone")
+    return source["provider"] + (f" ({backbone})" if backbone else "")
 
 
 def setting_labels(records: Sequence[dict]) -> dict[str, str]:
@@ -175,7 +185,8 @@ def runs_table(records: list[dict], labels: Optional[dict[str, str]] = None,
         info = strategy_info(r)
         row = {"key": r["key"], "stream": settings[r["key"]], "dataset": cfg["stream"],
                "scenario": scenario_of(cfg)["name"], "backbone": cfg.get("backbone"),
-               "split": cfg.get("split", "test"), "strategy": cfg["strategy"],
+               "split": cfg.get("split", "test"), "source": source_name(cfg.get("source")),
+               "strategy": cfg["strategy"],
                "label": labels[r["key"]], **info, "reference": info["role"] == "reference",
                "seed": cfg["seed"], "status": r["status"], "error": r.get("error"),
                "epochs": cfg.get("epochs"), "device": cfg.get("device"),
