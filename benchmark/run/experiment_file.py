@@ -3,6 +3,7 @@
 assignments."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import tomllib
@@ -104,7 +105,34 @@ def load_experiment(path: Path) -> Experiment:
     if "scenario" in data:
         exp.scenario = dict(_expect(data["scenario"], dict, "[scenario]"))
         exp.scenario.setdefault("name", "class-incremental")
+    if "tuned" in data:
+        exp.tuned_options = tuned_options(Path(_expect(data["tuned"], str, "tuned")),
+                                          exp.streams)
     return exp
+
+
+def tuned_options(folder: Path, streams: list[str]) -> dict[str, dict]:
+    """Per strategy, the options a tuning folder chose (``tables/choices.csv`` of ``clonebench
+    tune``): those chosen on the experiment's stream, else on the folder's only stream."""
+    import csv
+
+    path = folder / "tables" / "choices.csv"
+    try:
+        rows = list(csv.DictReader(path.open()))
+    except OSError:
+        raise UsageError(f"tuned = {str(folder)!r}: {path} cannot be read; run `clonebench "
+                         "tune` into that folder first") from None
+    by_stream: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_stream.setdefault(row["stream"], {})[row["strategy"]] = json.loads(row["chosen"])
+    for stream in streams:
+        if stream in by_stream:
+            return by_stream[stream]
+    if len(by_stream) == 1:
+        return next(iter(by_stream.values()))
+    raise UsageError(f"tuned = {str(folder)!r} holds choices for {', '.join(sorted(by_stream))}"
+                     f", none of them the experiment's stream; name a tuning folder of one "
+                     "stream")
 
 
 def parse_scenario_option(text: str) -> tuple[str, str]:

@@ -61,7 +61,7 @@ SHARES_OPTIONS = {"pnc-oracle": "pnc"}  # a reference built with another strateg
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {"plugins", "name", "stream", "streams", "strategies", "seeds", "device",
             "deterministic", "train", "stream_options", "strategy", "source", "backbone",
-            "match_memory", "scenario"}
+            "match_memory", "scenario", "tuned"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
 LOGGERS = ("csv", "tensorboard")
 
@@ -199,6 +199,9 @@ class Experiment:
     match_memory: Optional[str] = None
     # {"name": scenario, **its options} (benchmark.scenarios); class-incremental by default
     scenario: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_SCENARIO})
+    # per strategy, the options a tuning folder chose (``tuned`` in an experiment file), under
+    # the options given explicitly
+    tuned_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def planned_strategies(self) -> list[str]:
         """The strategies to run: those named; when none were named (the default list, every
@@ -274,12 +277,13 @@ class Experiment:
         return runs
 
     def options_of(self, strategy: str) -> dict[str, Any]:
-        """The options given for ``strategy``; a reference that shares another strategy's
-        options (``pnc-oracle``: PNC's modules) takes that strategy's unless given its own."""
-        if strategy in self.strategy_options:
-            return self.strategy_options[strategy]
-        shared = SHARES_OPTIONS.get(strategy)
-        return self.strategy_options.get(shared, {}) if shared else {}
+        """The options given for ``strategy`` (over those a tuning folder chose for it); a
+        reference that shares another strategy's options (``pnc-oracle``: PNC's modules) takes
+        that strategy's unless given its own."""
+        owner = strategy
+        if strategy not in self.strategy_options and strategy not in self.tuned_options:
+            owner = SHARES_OPTIONS.get(strategy, strategy)
+        return {**self.tuned_options.get(owner, {}), **self.strategy_options.get(owner, {})}
 
 
 def check_supports(strategy: str, scenario: str) -> None:

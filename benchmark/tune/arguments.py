@@ -21,6 +21,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs per step (default: the stream's)")
     parser.add_argument("--config", type=Path, help="experiment TOML file whose stream, "
                         "training settings, backbone and plugins tuning uses")
+    parser.add_argument("--scenario", help="the scenario of every trial (default: the config's, "
+                        "else class-incremental)")
+    parser.add_argument("--scenario-option", dest="scenario_options", action="append",
+                        default=[], metavar="OPTION=VALUE", help="a scenario option (repeatable)")
     parser.add_argument("--data-root", help="folder holding real data sets")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (worker processes)")
     parser.add_argument("--out", type=Path, help="results folder (default: "

@@ -17,11 +17,13 @@ from benchmark.core.errors import UsageError
 SPACES: dict[str, dict[str, list[Any]]] = {
     "ewc": {"ewc_lambda": [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]},
     "lwf": {"alpha": [0.5, 1.0, 2.0, 5.0], "temperature": [1.0, 2.0]},
+    "finetune": {"lr_scale": [1.0, 0.3, 0.1]},
     "joint": {"init": ["current", "theta0"]},
-    "dynamic-expansion": {"gap_threshold": [0.5, 1.0, 1.5], "routing": ["prototype", "logits"]},
+    "dynamic-expansion": {"gap_threshold": [0.5, 1.0, 1.5], "routing": ["prototype", "logits"],
+                          "lr_scale": [1.0, 0.1]},
     "weight-fusion": {"mode": ["sum", "mean", "task-arithmetic", "nonessential"]},
     "pnc": {"routing": ["gaussian", "autoencoder", "gate"],
-            "router_space": ["input", "input+target"]},
+            "router_space": ["input", "target", "input+target"]},
     "pnc-router": {"router_space": ["input", "target", "input+target"],
                    "shrinkage": [0.1, 0.5]},
     "replay": {"batch_size_mem": [None, 16, 64]},  # None: as many as the training batch

@@ -97,12 +97,19 @@ def run_tuning(stream: str, strategies: list[str], seeds: list[int], budget: int
 
 
 def run(args) -> int:
-    from benchmark.run.experiment_file import load_experiment
+    from benchmark.run.experiment_file import load_experiment, parse_scenario_option
 
     base = load_experiment(args.config) if args.config else Experiment(streams=[args.stream])
+    if args.scenario and args.scenario != base.scenario.get("name"):
+        base.scenario = {"name": args.scenario}
+    for text in args.scenario_options:
+        option, value = parse_scenario_option(text)
+        base.scenario[option] = value
     stream = base.streams[0] if args.config else args.stream
     strategies = ([s.strip() for s in args.strategies.split(",") if s.strip()]
-                  if args.strategies else [s for s in STRATEGIES if s not in SHARES_OPTIONS])
+                  if args.strategies else [s for s in STRATEGIES if s not in SHARES_OPTIONS and
+                                           base.scenario.get("name", "class-incremental") in
+                                           STRATEGIES.get(s).scenarios])
     train = dict(base.train, **({"epochs": args.epochs} if args.epochs else {}))
     out = args.out or Path("results") / "tuning" / stream
     choices = run_tuning(stream, strategies, args.seeds, args.trials, args.fraction, out,
