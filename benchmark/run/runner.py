@@ -72,7 +72,7 @@ def environment(device: str) -> dict:
     return env
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -93,6 +93,27 @@ def _source_provider(cfg: RunConfig, make_model, theta0, settings, device,
     return ExpertProvider(make_model, theta0, settings, identity, device, cache_dir)
 
 
+def prepare_torch(cfg: RunConfig, options: ExecOptions) -> torch.device:
+    """The run's device, with torch's CPU threads and deterministic flags set for it."""
+    device = torch.device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(options.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return device
+
+
+def run_data(cfg: RunConfig, options: ExecOptions):
+    """The run's stream data on its device (a validation split for tuning runs)."""
+    data = get_stream(cfg.stream).build(seed=cfg.seed, data_root=options.data_root,
+                                        download=options.download, **cfg.stream_options)
+    if cfg.evaluation is not None:  # tuning: the test split is never read
+        data = validation_split(data, cfg.evaluation["fraction"], cfg.seed)
+    return data.to(torch.device(cfg.device))
+
+
 def empty_record(cfg: RunConfig, status: str, error: Optional[str], env: dict) -> dict:
     """A record skeleton: identity, status and environment, no results yet."""
     return {
@@ -102,6 +123,19 @@ def empty_record(cfg: RunConfig, status: str, error: Optional[str], env: dict) -
         "environment": env,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def failure_reason(err: Exception) -> str:
+    """The ``error`` of a failed run's record: divergence, out of memory, or the exception and
+    where it was raised."""
+    if isinstance(err, DivergenceError):
+        return f"diverged: {err}"
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return "out of memory on the GPU"
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    tb = traceback.extract_tb(err.__traceback__)[-1]
+    return f"{type(err).__name__}: {err} (at {Path(tb.filename).name}:{tb.lineno})"
 
 
 def execute_run(cfg: RunConfig, options: ExecOptions = ExecOptions()) -> dict:
@@ -117,16 +151,8 @@ def execute_run(cfg: RunConfig, options: ExecOptions = ExecOptions()) -> dict:
         status, error = "ok", None
     except UsageError:
         raise
-    except DivergenceError as err:
-        body, status, error = {}, "failed", f"diverged: {err}"
-    except torch.cuda.OutOfMemoryError:
-        body, status, error = {}, "failed", "out of memory on the GPU"
-    except MemoryError:
-        body, status, error = {}, "failed", "out of memory"
     except Exception as err:  # a failing run is recorded, the grid goes on
-        tb = traceback.extract_tb(err.__traceback__)[-1]
-        body, status, error = {}, "failed", (
-            f"{type(err).__name__}: {err} (at {Path(tb.filename).name}:{tb.lineno})")
+        body, status, error = {}, "failed", failure_reason(err)
     env = environment(cfg.device)
     env.update(facts)
     record = empty_record(cfg, status, error, env)
@@ -136,18 +162,8 @@ def execute_run(cfg: RunConfig, options: ExecOptions = ExecOptions()) -> dict:
 
 
 def _execute(cfg: RunConfig, options: ExecOptions, facts: dict) -> dict:
-    device = torch.device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(options.threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    data = get_stream(cfg.stream).build(seed=cfg.seed, data_root=options.data_root,
-                                        download=options.download, **cfg.stream_options)
-    if cfg.evaluation is not None:  # tuning: the test split is never read
-        data = validation_split(data, cfg.evaluation["fraction"], cfg.seed)
-    data = data.to(device)
+    device = prepare_torch(cfg, options)
+    data = run_data(cfg, options)
     settings = TrainSettings(**cfg.train)
 
     def make_model():
@@ -230,7 +246,7 @@ def _train_and_evaluate(cfg: RunConfig, options: ExecOptions, data, strategy, pr
             torch.cuda.synchronize(device)
         source_spent = (sum(provider.seconds.values()) if provider else 0.0) - source_before
         seconds.append(time.perf_counter() - start - source_spent)
-        memory.append(_peak_memory_mb(device))
+        memory.append(peak_memory_mb(device))
         params.append(count_parameters(strategy.model))
         model_bytes.append(strategy.model_bytes())
         state_bytes.append(strategy.state_bytes())
