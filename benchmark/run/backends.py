@@ -46,6 +46,11 @@ def local_backend(runs: Iterable[RunConfig], exec_options: ExecOptions,
                   backend_options: dict[str, Any]) -> Iterator[dict]:
     """Runs in this process, or ``jobs`` at a time in worker processes."""
     jobs = backend_options.get("jobs") or 1
+    if exec_options.batch_seeds:  # seeds trained together where they can be
+        from benchmark.run.seed_batch import batched_backend
+
+        yield from batched_backend(runs, exec_options, jobs)
+        return
     if jobs == 1:
         for cfg in runs:
             yield execute_run(cfg, exec_options)

@@ -108,6 +108,7 @@ class ExecOptions:
     checkpoints: str = "auto"
     log_dir: Optional[Path] = None
     loggers: tuple[str, ...] = ()
+    batch_seeds: bool = False  # train a configuration's seeds together (benchmark.run.seed_batch)
 
     def __post_init__(self):
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) \
