@@ -1,6 +1,6 @@
 """Seeds trained together (``benchmark.run.seed_batch``): each seed's batched record against its
-ordinary run (``execute_run``), ragged seeds, runs that cannot be batched and the option's
-plumbing.
+ordinary run (``execute_run``), ragged seeds, runs that cannot be batched, the option's plumbing
+and ``clonebench perf --seed-batch``.
 
 Why not bitwise: the batched pass multiplies stacked matrices (``bmm``) and, on padded batches,
 takes BatchNorm statistics over masked rows, so its sums run in another order than a separate
@@ -17,6 +17,8 @@ test samples. The Adam test checks the predictions within ``ADAM_CELL_TOL`` = 4 
 per cell (measured: at most 2).
 """
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -208,3 +210,17 @@ def test_batch_seeds_is_off_by_default_and_local_only(tmp_path):
         _with_run_files(ExecOptions(batch_seeds=True), tmp_path, "ray", False)
     assert _with_run_files(ExecOptions(batch_seeds=True), tmp_path, "local", False).batch_seeds
 
+
+
+def test_perf_prints_the_speed_up_of_seeds_trained_together():
+    result = run_cli(["perf", "--seed-batch", "finetune", "--seed-count", "2", "--epochs", "1",
+                      "--repeats", "1", "--device", "cpu"])
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("strategy "))
+    row = dict(zip(re.split(r"\s{2,}", lines[header]), re.split(r"\s{2,}", lines[header + 1])))
+    assert row["strategy"] == "finetune" and row["seeds"] == "2"
+    assert float(row["speed-up"]) > 0 and float(row["train speed-up"]) > 0
+    assert int(row["max cell diff"]) <= ADAM_CELL_TOL
+    bad = run_cli(["perf", "--seed-batch", "replay", "--device", "cpu"])
+    assert bad.code == 2 and "cannot train its seeds together" in bad.err

@@ -29,7 +29,8 @@ seed, so they must end with the same weights; the command prints the largest dif
 check that both did the same work.
 
 ``--agreement`` instead compares the final accuracies of the suite's ``replay``, ``icarl`` and
-``der`` with plain Avalanche's (``benchmark.perf.agreement``).
+``der`` with plain Avalanche's (``benchmark.perf.agreement``); ``--seed-batch`` times seeds run
+one after another against seeds trained together (``benchmark.perf.seed_batch``).
 """
 from __future__ import annotations
 
@@ -186,6 +187,12 @@ def add_arguments(p) -> None:
                    "accuracies of replay, icarl and der with plain Avalanche's on split-digits")
     p.add_argument("--agreement-seeds", type=int, default=5, metavar="N",
                    help="seeds 0..N-1 of --agreement (default: 5)")
+    p.add_argument("--seed-batch", nargs="?", const="finetune,joint", metavar="STRATEGIES",
+                   help="instead, time N seeds of each strategy (default: finetune,joint) on "
+                   "split-digits run one after another against trained together (run "
+                   "--batch-seeds), whole runs, and print the speed-up")
+    p.add_argument("--seed-count", type=int, default=10, metavar="N",
+                   help="seeds 0..N-1 of --seed-batch (default: 10)")
 
 
 def report(args, device: torch.device, works: list[Workload], hparams: dict) -> None:
@@ -239,6 +246,10 @@ def run(args) -> int:
         from benchmark.perf import agreement
 
         return agreement.run(args)
+    if args.seed_batch is not None:
+        from benchmark.perf import seed_batch
+
+        return seed_batch.run(args, device)
     hparams = get_strategy(args.strategy).resolve({})
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     per_exp = args.images_per_experience or (5000 if device.type == "cuda" else 200)
