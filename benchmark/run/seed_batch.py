@@ -24,6 +24,9 @@ interrupted group restarts at step 1.
 bitwise: batched matrix products and the masked BatchNorm statistics sum in another order, and
 the differences, ~1e-7 per step, grow slowly through training (``tests/test_seed_batch.py``
 states the tolerances it checks).
+
+**Speed.** ``clonebench perf --seed-batch`` times both ways side by side; the figures measured
+are in docs/streams-and-speed.md.
 """
 from __future__ import annotations
 
