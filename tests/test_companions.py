@@ -70,4 +70,6 @@ def test_tuning_runs_every_trial_in_one_grid(tmp_path, monkeypatch):
     sweep.run_tuning("split-digits", ["finetune", "lwf"], [100], 2, 0.2, tmp_path / "t",
                      {"lwf": {"alpha": [0.5, 1.0]}}, {"epochs": 1},
                      sweep.ExecOptions(), quiet=True)
-    assert len(calls) == 1 and isinstance(calls[0], list) and len(calls[0]) == 3
+    planned = sweep.plan_trials(["finetune", "lwf"], 2, {"lwf": {"alpha": [0.5, 1.0]}})
+    assert len(calls) == 1 and isinstance(calls[0], list)
+    assert len(calls[0]) == sum(len(t) for t in planned.values()) == 4

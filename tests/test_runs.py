@@ -23,7 +23,8 @@ RECORD_FIELDS = {"key", "status", "config", "classes_per_step", "accuracy_matrix
                "step_locality", "original_locality", "metrics", "costs", "environment"}
 METRIC_NAMES = {"final_accuracy", "final_accuracy_weighted", "average_incremental_accuracy",
                 "average_incremental_accuracy_weighted", "forgetting", "bwt", "locality",
-                "original_locality", "old_accuracy", "new_accuracy"}
+                "original_locality", "old_accuracy", "new_accuracy", "base_accuracy",
+                "cloned_accuracy"}
 # What legitimately differs between two runs of the same configuration on the same machine.
 VOLATILE_TOP = ("created", "environment")
 VOLATILE_COSTS = ("seconds", "total_seconds", "peak_memory_mb")

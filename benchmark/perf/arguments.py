@@ -34,3 +34,9 @@ def add_arguments(p) -> None:
                    help="seeds 0..N-1 of --grid (default: 4)")
     p.add_argument("--jobs", type=int, help="CPUs of each backend for --grid (default: the "
                    "machine's)")
+    p.add_argument("--seed-batch", nargs="?", const="finetune,joint", metavar="STRATEGIES",
+                   help="instead, time N seeds of each strategy (default: finetune,joint) on "
+                   "split-digits run one after another against trained together (run "
+                   "--batch-seeds), whole runs, and print the speed-up")
+    p.add_argument("--seed-count", type=int, default=10, metavar="N",
+                   help="seeds 0..N-1 of --seed-batch (default: 10)")

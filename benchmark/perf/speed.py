@@ -29,7 +29,8 @@ seed, so they must end with the same weights; the command prints the largest dif
 check that both did the same work.
 
 ``--agreement`` instead compares the final accuracies of the suite's ``replay``, ``icarl`` and
-``der`` with plain Avalanche's (``benchmark.perf.agreement``).
+``der`` with plain Avalanche's (``benchmark.perf.agreement``); ``--seed-batch`` times seeds run
+one after another against seeds trained together (``benchmark.perf.seed_batch``).
 """
 from __future__ import annotations
 
@@ -218,6 +219,10 @@ def run(args) -> int:
         from benchmark.perf import agreement
 
         return agreement.run(args)
+    if args.seed_batch is not None:
+        from benchmark.perf import seed_batch
+
+        return seed_batch.run(args, device)
     hparams = get_strategy(args.strategy).resolve({})
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     per_exp = args.images_per_experience or (5000 if device.type == "cuda" else 200)

@@ -43,6 +43,11 @@ def local_backend(runs: Iterable[RunConfig], exec_options: ExecOptions,
     the runs from the expert cache on disk)."""
     queue = runs if isinstance(runs, RunQueue) else RunQueue(runs)
     jobs = backend_options.get("jobs") or 1
+    if exec_options.batch_seeds:  # seeds trained together where they can be
+        from benchmark.run.seed_batch import batched_backend
+
+        yield from batched_backend(runs, exec_options, jobs)
+        return
     if jobs == 1:
         while not queue.exhausted:
             group = queue.take_group()

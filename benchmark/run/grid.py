@@ -84,6 +84,9 @@ def _with_run_files(exec_options: ExecOptions, out: Path, backend: str,
     Runs write them where they execute, so with the Ray backend (no shared disk) asking for
     them is a UsageError, and automatic checkpoints are off."""
     if backend == "ray":
+        if exec_options.batch_seeds:
+            raise UsageError("--batch-seeds trains a configuration's seeds together in one "
+                             "process; use it with --backend local")
         asked = [flag for flag, on in (("--log", bool(exec_options.loggers)),
                                        ("--save-models", save_models),
                                        ("--checkpoints always", exec_options.checkpoints ==

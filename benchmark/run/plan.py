@@ -116,6 +116,7 @@ class ExecOptions:
     log_dir: Optional[Path] = None
     loggers: tuple[str, ...] = ()
     preloaded: Optional[dict] = None  # networks trained once for the grid (runner.preload)
+    batch_seeds: bool = False  # train a configuration's seeds together (benchmark.run.seed_batch)
 
     def __post_init__(self):
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) \

@@ -90,7 +90,7 @@ def environment(device: str) -> dict:
     return env
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -139,6 +139,41 @@ def empty_record(cfg: RunConfig, status: str, error: Optional[str], env: dict) -
     }
 
 
+def failure_reason(err: Exception) -> str:
+    """The ``error`` of a failed run's record: divergence, out of memory, or the exception and
+    where it was raised."""
+    if isinstance(err, DivergenceError):
+        return f"diverged: {err}"
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return "out of memory on the GPU"
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    tb = traceback.extract_tb(err.__traceback__)[-1]
+    return f"{type(err).__name__}: {err} (at {Path(tb.filename).name}:{tb.lineno})"
+
+
+def prepare_torch(cfg: RunConfig, options: ExecOptions) -> torch.device:
+    """The run's device, with torch's CPU threads and deterministic flags set for it."""
+    device = torch.device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(options.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return device
+
+
+def run_data(cfg: RunConfig, options: ExecOptions):
+    """The run's stream data as its scenario arranges it, on its device (a validation split
+    for tuning runs: the test split is never read)."""
+    data = get_stream(cfg.stream).build(seed=cfg.seed, data_root=options.data_root,
+                                        download=options.download, **cfg.stream_options)
+    if cfg.evaluation is not None:
+        data = validation_split(data, cfg.evaluation["fraction"], cfg.seed)
+    return apply_scenario(cfg.scenario, data, cfg.seed).to(torch.device(cfg.device))
+
+
 def execute_run(cfg: RunConfig, options: ExecOptions = ExecOptions()) -> dict:
     """One run, start to end; returns its record (status ``failed`` with the reason on error).
 
@@ -160,16 +195,8 @@ def execute_runs(cfg: RunConfig, options: ExecOptions = ExecOptions(),
         status, error = "ok", None
     except UsageError:
         raise
-    except DivergenceError as err:
-        bodies, status, error = None, "failed", f"diverged: {err}"
-    except torch.cuda.OutOfMemoryError:
-        bodies, status, error = None, "failed", "out of memory on the GPU"
-    except MemoryError:
-        bodies, status, error = None, "failed", "out of memory"
     except Exception as err:  # a failing run is recorded, the grid goes on
-        tb = traceback.extract_tb(err.__traceback__)[-1]
-        bodies, status, error = None, "failed", (
-            f"{type(err).__name__}: {err} (at {Path(tb.filename).name}:{tb.lineno})")
+        bodies, status, error = None, "failed", failure_reason(err)
     env = environment(cfg.device)
     env.update(facts)
     records = []
@@ -221,18 +248,8 @@ def _model_maker(cfg: RunConfig, data):
 def _setting(cfg: RunConfig, options: ExecOptions):
     """(the run's stream data on its device, the device, training settings, its model with
     theta_0 on the device, theta_0), with torch's threads and determinism set."""
-    device = torch.device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(options.threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    data = get_stream(cfg.stream).build(seed=cfg.seed, data_root=options.data_root,
-                                        download=options.download, **cfg.stream_options)
-    if cfg.evaluation is not None:  # tuning: the test split is never read
-        data = validation_split(data, cfg.evaluation["fraction"], cfg.seed)
-    data = apply_scenario(cfg.scenario, data, cfg.seed).to(device)
+    device = prepare_torch(cfg, options)
+    data = run_data(cfg, options)
     model = _model_maker(cfg, data)().to(device)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return data, device, TrainSettings(**cfg.train), model, theta0
@@ -346,7 +363,7 @@ def _train_and_evaluate(cfg: RunConfig, options: ExecOptions, data, strategy, pr
             torch.cuda.synchronize(device)
         source_spent = (sum(provider.seconds.values()) if provider else 0.0) - source_before
         seconds.append(time.perf_counter() - start - source_spent)
-        memory.append(_peak_memory_mb(device))
+        memory.append(peak_memory_mb(device))
         params.append(count_parameters(strategy.model))
         model_bytes.append(strategy.model_bytes())
         state_bytes.append(strategy.state_bytes())
