@@ -3,17 +3,22 @@
 Moves the ability to recognise a step's classes from a *source* network into the *target*
 network without changing one parameter or buffer of the target; each step's clone is a separate
 module that ``remove(step)`` deletes, after which the target's outputs are exactly the original
-ones. The authors' code was never released; this is the suite's design (docs/design.md, "PNC"),
-every choice an option. Step 1 trains the target, then freezes it. Each later step, as phases
-of the template's loop (plugins see them):
+ones. The authors' code was never released and only the paper's abstract, introduction and two
+figure captions are known to us (its method section, inference rule and locality formula are
+not): what they state (a part of a source located, cloned and inserted with the weights fixed,
+removable) is kept, and everything else is the suite's design (docs/design.md, "PNC"), every
+choice an option. Step 1 trains the target (or, in the ``cloning`` scenario, takes it
+pre-trained), then freezes it. Each later step, as phases of the template's loop (plugins see
+them):
 
 1. ``localise``: channel gates on the source's block outputs learn to keep the source's
    predictions on the step's classes under an L1 penalty; binarised at ``keep_threshold``.
 2. ``insert@p`` for each candidate position p: a clone module (adapter, the source's blocks
    after p pruned to the kept channels, a new head) trains its adapter and head on a
    (1 - ``val_fraction``) split; the best held-out accuracy wins, then the lower held-out loss,
-   then fewer added parameters (the record says which decided). Positions that clone no block
-   are candidates only with ``allow_empty``. ``refit`` trains the winner again on all the data.
+   then fewer added parameters (the record says which decided; ``position_tolerance`` and
+   ``max_module_bytes`` make the choice size-aware). Positions that clone no block are
+   candidates only with ``allow_empty``. ``refit`` trains the winner again on all the data.
 3. the step's router (``routing``): ``gaussian`` statistics, or a ``gate`` trained against
    synthesised negatives (``negatives``: ``inversion`` or ``mixing``).
 
