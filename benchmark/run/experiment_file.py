@@ -105,6 +105,8 @@ def load_experiment(path: Path) -> Experiment:
     if "scenario" in data:
         exp.scenario = dict(_expect(data["scenario"], dict, "[scenario]"))
         exp.scenario.setdefault("name", "class-incremental")
+    exp.variants = [dict(_expect(v, dict, "each of variants"))
+                    for v in _expect(data.get("variants", []), list, "variants")]
     if "tuned" in data:
         exp.tuned_options = tuned_options(Path(_expect(data["tuned"], str, "tuned")),
                                           exp.streams)

@@ -34,6 +34,9 @@ An experiment is streams x strategies (with hyper-parameters) x seeds x device. 
     name = "cloning"                      # class-incremental (default) | cloning |
     shots = 10                            # domain-incremental | mixed; then its options
 
+    tuned = "results/tuning/my-tuning"    # (top level) the options a tuning folder chose
+    variants = [{strategy = "ewc", ewc_lambda = 10.0}]   # (top level) more configurations
+
 A *run* is one (stream, strategy, seed); its key hashes its resolved configuration. An
 experiment's ``name`` is a plain name (letters, digits, ``-``, ``_``, ``.``): it names the folder
 ``results/<name>``, never a path.
@@ -61,7 +64,7 @@ SHARES_OPTIONS = {"pnc-oracle": "pnc"}  # a reference built with another strateg
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = {"plugins", "name", "stream", "streams", "strategies", "seeds", "device",
             "deterministic", "train", "stream_options", "strategy", "source", "backbone",
-            "match_memory", "scenario", "tuned"}
+            "match_memory", "scenario", "tuned", "variants"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
 LOGGERS = ("csv", "tensorboard")
 
@@ -203,6 +206,8 @@ class Experiment:
     # per strategy, the options a tuning folder chose (``tuned`` in an experiment file), under
     # the options given explicitly
     tuned_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # further configurations of strategies: {"strategy": NAME, **its options} each
+    variants: list[dict[str, Any]] = field(default_factory=list)
 
     def planned_strategies(self) -> list[str]:
         """The strategies to run: those named; when none were named (the default list, every
@@ -258,9 +263,9 @@ class Experiment:
             backbone = canonical_backbone(self.backbones.get(stream, spec.backbone))
             depth = probe_backbone(spec, backbone)
             stream_scenario = plan_scenario(scenario, spec, backbone, source)
-            for strategy in strategies:
+            for strategy, options in self.configurations(strategies):
                 sspec = get_strategy(strategy)
-                hparams = sspec.resolve(self.options_of(strategy))
+                hparams = sspec.resolve(options)
                 if sspec.check is not None and depth is not None:
                     sspec.check(hparams, depth)
                 given = scenario_source(stream_scenario, source) if sspec.uses_source else None
@@ -276,6 +281,19 @@ class Experiment:
                                           self.evaluation, spec.version,
                                           scenario=stream_scenario))
         return runs
+
+    def configurations(self, strategies: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """(strategy, options) of every configuration to run: each strategy with its options,
+        then each variant (a strategy again, with the variant's options over its own)."""
+        configs = [(s, self.options_of(s)) for s in strategies]
+        for variant in self.variants:
+            variant = dict(variant)
+            name = variant.pop("strategy", None)
+            if not isinstance(name, str):
+                raise UsageError(f"malformed config: variant {variant!r} needs strategy = NAME")
+            check_supports(name, self.scenario.get("name", DEFAULT_SCENARIO))
+            configs.append((name, {**self.options_of(name), **variant}))
+        return configs
 
     def options_of(self, strategy: str) -> dict[str, Any]:
         """The options given for ``strategy`` (over those a tuning folder chose for it); a
