@@ -37,8 +37,6 @@ from strategies.memory import (
     BufferTemplate,
     MemoryBatches,
     dataset_tensors,
-    sample_bytes,
-    samples_that_fit,
     stored_dataset,
 )
 from strategies.registry import register_strategy
@@ -109,9 +107,7 @@ class AGEM(BufferTemplate):
 
     def _before_training_exp(self, **kwargs):
         """Sizes the memory: the most stored samples (input and label) that fit the budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y)
-        self.agem.capacity = samples_that_fit(self.resolve_budget(per_sample), per_sample)
+        self.agem.capacity = self.sample_capacity()
         super()._before_training_exp(**kwargs)
 
     def kept_samples(self):

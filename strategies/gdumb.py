@@ -27,13 +27,11 @@ import torch
 from avalanche.training.plugins import GDumbPlugin
 from torch import nn
 
-from benchmark.core.tensors import TensorExperience, stored_tensors
+from benchmark.core.tensors import TensorExperience
 from strategies.memory import (
     FALLBACK_SAMPLES,
     BufferTemplate,
     StoredClassBalancedBuffer,
-    sample_bytes,
-    samples_that_fit,
 )
 from strategies.registry import register_strategy
 
@@ -80,9 +78,7 @@ class GDumb(BufferTemplate):
 
     def _before_training_exp(self, **kwargs):
         """Sizes the buffer: the most stored samples (input and label) that fit the budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y)
-        size = samples_that_fit(self.resolve_budget(per_sample), per_sample)
+        size = self.sample_capacity()
         self.gdumb.mem_size = self.gdumb.storage_policy.max_size = size
         super()._before_training_exp(**kwargs)
 

@@ -54,8 +54,6 @@ from strategies.memory import (
     FALLBACK_SAMPLES,
     BufferTemplate,
     DecodedInput,
-    sample_bytes,
-    samples_that_fit,
     stored_dataset,
 )
 from strategies.registry import register_strategy
@@ -154,12 +152,13 @@ class ICaRL(BufferTemplate):
     def icarl(self) -> StoredICaRLPlugin:
         return next(p for p in self.plugins if isinstance(p, StoredICaRLPlugin))
 
+    def per_sample_bytes(self) -> int:
+        """An exemplar's stored input and label, and its herding rank."""
+        return super().per_sample_bytes() + RANK_BYTES
+
     def _before_training_exp(self, **kwargs):
-        """Sizes the memory: the most exemplars (stored input, label, rank) that fit the
-        budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y, extra=RANK_BYTES)
-        self.icarl.capacity = samples_that_fit(self.resolve_budget(per_sample), per_sample)
+        """Sizes the memory: the most exemplars that fit the budget."""
+        self.icarl.capacity = self.sample_capacity()
         super()._before_training_exp(**kwargs)
 
     def make_train_dataloader(self, shuffle: bool = True, **kwargs):

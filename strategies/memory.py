@@ -6,8 +6,9 @@ tensors, compact Avalanche buffers, and replay batches drawn from tensors.
 the stream's default budget (``StrategyContext.memory_bytes``); where there is none either (a
 strategy built in one's own Avalanche code, or a stream without a default), the budget is
 Avalanche's own default buffer of ``FALLBACK_SAMPLES`` samples, in bytes. A strategy keeps the
-largest number of samples whose bytes fit (``samples_that_fit``), and its ``state_bytes()``
-measures what it really keeps, which a test holds to at most the budget.
+largest number of samples whose bytes fit (``BufferTemplate.sample_capacity``, computed once),
+and its ``state_bytes()`` measures what it really keeps, which a test holds to at most the
+budget.
 
 **Stored form.** Samples are kept as the stream stores them (``stored_tensors``: uint8 images
 stay uint8) and decoded batch by batch when trained on. An Avalanche buffer (e.g.
@@ -246,14 +247,16 @@ class ReplayBatches:
 class BufferTemplate(FastTemplate):
     """A ``FastTemplate`` that keeps samples under a byte budget (``memory_bytes``).
 
-    Subclasses call ``resolve_budget(per_sample)`` on their first experience (when the stored
-    sample size is known), give ``kept_samples()`` and measure ``state_bytes()``; each
-    step's record then carries ``memory_bytes`` (the budget) and ``buffer_samples``.
+    Subclasses size their buffer by ``sample_capacity()`` before each step (a sample's bytes
+    are ``per_sample_bytes()``, which they extend with what they keep per sample), give
+    ``kept_samples()`` and measure ``state_bytes()``; each step's record then carries
+    ``memory_bytes`` (the budget) and ``buffer_samples``.
     """
 
     OPTIONS = (MEMORY_BYTES,)
     default_memory_bytes: Optional[int] = None
     memory_budget: Optional[int] = None
+    capacity: Optional[int] = None
 
     @classmethod
     def from_context(cls, model, ctx, **hparams):
@@ -262,12 +265,23 @@ class BufferTemplate(FastTemplate):
         strategy.default_memory_bytes = ctx.memory_bytes
         return strategy
 
-    def resolve_budget(self, per_sample: int) -> int:
-        """The budget in bytes (fixed at the first call; see ``budget_bytes``)."""
-        if self.memory_budget is None:
+    def per_sample_bytes(self) -> int:
+        """Bytes kept per sample of the current experience (default: its stored input and
+        label, ``sample_bytes``)."""
+        x, y, _ = stored_tensors(self.experience)
+        return sample_bytes(x, y)
+
+    def sample_capacity(self) -> int:
+        """The most samples the buffer may keep: as many of ``per_sample_bytes()`` as fit the
+        budget (``budget_bytes``, ``samples_that_fit``). Both are fixed at the first call, on
+        the first experience (when the stored sample size is known), and reused: every
+        sample of a stream has the same size."""
+        if self.capacity is None:
+            per_sample = self.per_sample_bytes()
             self.memory_budget = budget_bytes(self.hp["memory_bytes"], self.default_memory_bytes,
                                               per_sample)
-        return self.memory_budget
+            self.capacity = samples_that_fit(self.memory_budget, per_sample)
+        return self.capacity
 
     def kept_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(stored x, y) of every sample kept now."""

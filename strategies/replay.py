@@ -27,15 +27,13 @@ from __future__ import annotations
 from avalanche.training.plugins import ReplayPlugin
 
 from benchmark.core.options import Option
-from benchmark.core.tensors import TensorExperience, stored_tensors
+from benchmark.core.tensors import TensorExperience
 from strategies.memory import (
     FALLBACK_SAMPLES,
     BufferTemplate,
     MemoryBatches,
     ReplayBatches,
     StoredClassBalancedBuffer,
-    sample_bytes,
-    samples_that_fit,
 )
 from strategies.registry import register_strategy
 
@@ -86,9 +84,7 @@ class Replay(BufferTemplate):
 
     def _before_training_exp(self, **kwargs):
         """Sizes the buffer: the most stored samples (input and label) that fit the budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y)
-        size = samples_that_fit(self.resolve_budget(per_sample), per_sample)
+        size = self.sample_capacity()
         self.replay.mem_size = self.replay.storage_policy.max_size = size
         super()._before_training_exp(**kwargs)
 
