@@ -155,6 +155,20 @@ def test_without_any_budget_the_capacity_is_avalanches_default_buffer(name, digi
     assert strategy.memory_budget == FALLBACK_SAMPLES * PER_SAMPLE[name]
 
 
+def test_agem_memory_is_row_major_when_the_experience_strides_are_ambiguous():
+    """One channel makes strides ambiguous, and convolutions choose their kernel (their
+    rounding) by them: the memory keeps the row-major layout whatever the stream's."""
+    data = toy_images()
+    data.train = [(torch.empty_strided(x.shape, (144, 1, 12, 1), dtype=x.dtype).copy_(x), y)
+                  for x, y in data.train]
+    assert data.train[0][0].stride()[1] == 1  # (144, 1, 12, 1), not (144, 144, 12, 1)
+    strategy = build("agem", data, backbone="cnn", memory_bytes=40 * data.sample_bytes)
+    for experience in data.train_experiences()[:3]:
+        strategy.train(experience, eval_streams=[])
+    for t in strategy.agem.kept():
+        assert t.stride() == t.clone(memory_format=torch.contiguous_format).stride()
+
+
 def test_replay_buffer_is_balanced_over_the_classes_seen(digits):
     strategy = build("replay", digits)
     seen = []
