@@ -27,7 +27,6 @@ import torch
 from avalanche.training.plugins import GDumbPlugin
 from torch import nn
 
-from benchmark.core.tensors import TensorExperience
 from strategies.memory import (
     FALLBACK_SAMPLES,
     BufferTemplate,
@@ -82,15 +81,9 @@ class GDumb(BufferTemplate):
         self.gdumb.mem_size = self.gdumb.storage_policy.max_size = size
         super()._before_training_exp(**kwargs)
 
-    def make_train_dataloader(self, shuffle: bool = True, **kwargs):
-        """Batches of the buffer (which holds the step's samples that stayed)."""
-        exp = self.experience
-        if not isinstance(exp, TensorExperience):
-            super().make_train_dataloader(shuffle=shuffle, **kwargs)
-            return
-        x, y = self.gdumb.storage_policy.tensors()
-        self.dataloader = self.tensor_loader(x.to(self.device), y.to(self.device), shuffle,
-                                             decode=exp.decode, augment=exp.augment)
+    def training_tensors(self):
+        """The buffer (which holds the step's samples that stayed)."""
+        return self.gdumb.storage_policy.tensors()
 
     def check_model_and_optimizer(self, **kwargs):
         kwargs["reset_optimizer_state"] = True

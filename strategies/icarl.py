@@ -47,7 +47,7 @@ from avalanche.models import NCMClassifier, TrainEvalModel
 from avalanche.training.losses import ICaRLLossPlugin
 from avalanche.training.supervised.icarl import _ICaRLPlugin
 
-from benchmark.core.tensors import TensorExperience, stored_tensors
+from benchmark.core.tensors import stored_tensors
 from strategies.base import tensor_bytes
 from strategies.features import split_head
 from strategies.memory import (
@@ -161,18 +161,13 @@ class ICaRL(BufferTemplate):
         self.icarl.capacity = self.sample_capacity()
         super()._before_training_exp(**kwargs)
 
-    def make_train_dataloader(self, shuffle: bool = True, **kwargs):
-        """Batches of the step's data and the exemplars together."""
-        exp = self.experience
-        if not isinstance(exp, TensorExperience):
-            super().make_train_dataloader(shuffle=shuffle, **kwargs)
-            return
-        x, y = exp.x.to(self.device), exp.y.to(self.device)
+    def training_tensors(self):
+        """The step's data and the exemplars together."""
+        x, y = self.experience.x.to(self.device), self.experience.y.to(self.device)
         mx, my = self.icarl.memory()
         if len(my):
             x, y = torch.cat([x, mx.to(self.device)]), torch.cat([y, my.to(self.device)])
-        self.dataloader = self.tensor_loader(x, y, shuffle, decode=exp.decode,
-                                             augment=exp.augment)
+        return x, y
 
     def kept_samples(self):
         return self.icarl.memory()

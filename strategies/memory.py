@@ -39,7 +39,7 @@ from avalanche.training.storage_policy import ClassBalancedBuffer
 from torch import nn
 
 from benchmark.core.options import Option
-from benchmark.core.tensors import decoded, stored_tensors
+from benchmark.core.tensors import TensorExperience, decoded, stored_tensors
 from strategies.base import FastTemplate, tensor_bytes
 
 FALLBACK_SAMPLES = 200
@@ -250,7 +250,9 @@ class BufferTemplate(FastTemplate):
     Subclasses size their buffer by ``sample_capacity()`` before each step (a sample's bytes
     are ``per_sample_bytes()``, which they extend with what they keep per sample), give
     ``kept_samples()`` and measure ``state_bytes()``; each step's record then carries
-    ``memory_bytes`` (the budget) and ``buffer_samples``.
+    ``memory_bytes`` (the budget) and ``buffer_samples``. A subclass whose steps train on
+    other tensors than the experience's (the buffer, or the experience and the buffer) gives
+    them as ``training_tensors()``.
     """
 
     OPTIONS = (MEMORY_BYTES,)
@@ -282,6 +284,23 @@ class BufferTemplate(FastTemplate):
                                               per_sample)
             self.capacity = samples_that_fit(self.memory_budget, per_sample)
         return self.capacity
+
+    def training_tensors(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """(stored x, y) a step on a ``TensorExperience`` trains on; None (default): the
+        experience's own."""
+        return None
+
+    def make_train_dataloader(self, shuffle: bool = True, **kwargs):
+        """Batches of ``training_tensors()``, decoded and augmented as the experience's
+        samples; ``FastTemplate``'s otherwise."""
+        exp = self.experience
+        tensors = self.training_tensors() if isinstance(exp, TensorExperience) else None
+        if tensors is None:
+            super().make_train_dataloader(shuffle=shuffle, **kwargs)
+            return
+        x, y = tensors
+        self.dataloader = self.tensor_loader(x.to(self.device), y.to(self.device), shuffle,
+                                             decode=exp.decode, augment=exp.augment)
 
     def kept_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(stored x, y) of every sample kept now."""
