@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, one_line
 from benchmark.data.base import StreamData, class_order, split_classes
 
 DATA_ENV = "CLONEBENCH_DATA"
@@ -37,12 +37,6 @@ def resolve_data_root(data_root: Optional[str]) -> Path:
     """The data root: ``data_root`` if given, else ``$CLONEBENCH_DATA``, else the default."""
     chosen = data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
     return Path(os.path.expanduser(str(chosen)))
-
-
-def one_line(err: BaseException) -> str:
-    """An exception as ``Type: message`` on one line (for wrapping into a UsageError)."""
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def require_root(stream: str, root: Path, fix: str) -> None:

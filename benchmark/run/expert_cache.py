@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 
+from benchmark.core.errors import first_line
 from benchmark.run.folder import atomic_write
 
 FORMAT = "clonebench.expert/1"
@@ -45,8 +46,7 @@ def _problem(path: Path) -> tuple[Optional[dict], str]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file: truncated, not a zip, unpickling refused
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return None, f"unreadable: {type(err).__name__}: {first}"
+        return None, f"unreadable: {type(err).__name__}: {first_line(err)}"
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(
             data.get("state"), dict):
         return None, "not in the current cache format"
