@@ -9,7 +9,6 @@ damaged cache never fails a run.
 from __future__ import annotations
 
 import hashlib
-import io
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ from typing import Optional
 import torch
 
 from benchmark.core.errors import first_line
+from benchmark.core.strategy_state import saved_bytes
 from benchmark.run.folder import atomic_write
 
 FORMAT = "clonebench.expert/1"
@@ -36,9 +36,8 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 def save_expert(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Writes a cache entry atomically, with its checksum."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "sha256": state_digest(state), "state": state}, buffer)
-    atomic_write(Path(path), buffer.getvalue())
+    atomic_write(Path(path), saved_bytes({"format": FORMAT, "sha256": state_digest(state),
+                                          "state": state}))
 
 
 def _problem(path: Path) -> tuple[Optional[dict], str]:
