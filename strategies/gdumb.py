@@ -29,7 +29,7 @@ from torch import nn
 
 from strategies.memory import (
     FALLBACK_SAMPLES,
-    BufferTemplate,
+    ClassBalancedTemplate,
     StoredClassBalancedBuffer,
 )
 from strategies.registry import register_strategy
@@ -65,33 +65,18 @@ class FastGDumbPlugin(GDumbPlugin):
 @register_strategy("gdumb", summary="GDumb: a class-balanced buffer in bytes, the model "
                    "retrained from scratch on it at every step (Avalanche GDumbPlugin)",
                    family="replay", keeps_samples=True)
-class GDumb(BufferTemplate):
+class GDumb(ClassBalancedTemplate):
     """Trains from scratch, at every step, on a class-balanced buffer only."""
+
+    BUFFER_PLUGIN = FastGDumbPlugin
 
     def own_plugins(self):
         return [FastGDumbPlugin()]
 
-    @property
-    def gdumb(self) -> FastGDumbPlugin:
-        return next(p for p in self.plugins if isinstance(p, FastGDumbPlugin))
-
-    def _before_training_exp(self, **kwargs):
-        """Sizes the buffer: the most stored samples (input and label) that fit the budget."""
-        size = self.sample_capacity()
-        self.gdumb.mem_size = self.gdumb.storage_policy.max_size = size
-        super()._before_training_exp(**kwargs)
-
     def training_tensors(self):
         """The buffer (which holds the step's samples that stayed)."""
-        return self.gdumb.storage_policy.tensors()
+        return self.kept_samples()
 
     def check_model_and_optimizer(self, **kwargs):
         kwargs["reset_optimizer_state"] = True
         super().check_model_and_optimizer(**kwargs)
-
-    def kept_samples(self):
-        return self.gdumb.storage_policy.tensors()
-
-    def state_bytes(self) -> int:
-        """The buffer's stored inputs and labels."""
-        return self.gdumb.storage_policy.kept_bytes()

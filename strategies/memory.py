@@ -15,7 +15,8 @@ stay uint8) and decoded batch by batch when trained on. An Avalanche buffer (e.g
 ``ClassBalancedBuffer``) is fed ``stored_dataset`` (a classification dataset over the stored
 tensors) and then ``compact``-ed: each group's dataset is rebuilt from its own samples, so the
 buffer refers to nothing but what it keeps (an Avalanche subset would keep the whole
-experience's tensors alive).
+experience's tensors alive). Replay and GDumb keep theirs in their plugin's
+``StoredClassBalancedBuffer`` (``ClassBalancedTemplate``).
 
 **Speed.** Avalanche's ``ReplayDataLoader`` and DER's buffer loader collate samples one by one;
 here the buffer's samples are stacked once per step (``dataset_tensors``) and replay batches are
@@ -24,6 +25,7 @@ drawn by index (``IndexCycler``, ``MemoryBatches``, ``ReplayBatches``) on the de
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Optional
@@ -35,6 +37,7 @@ from avalanche.benchmarks.utils.classification_dataset import (
 )
 from avalanche.benchmarks.utils.data_attribute import TensorDataAttribute
 from avalanche.benchmarks.utils.flat_data import FlatData
+from avalanche.training.plugins import SupervisedPlugin
 from avalanche.training.storage_policy import ClassBalancedBuffer
 from torch import nn
 
@@ -316,8 +319,33 @@ class BufferTemplate(FastTemplate):
         return report
 
 
+class ClassBalancedTemplate(BufferTemplate):
+    """A ``BufferTemplate`` whose samples sit in the ``StoredClassBalancedBuffer`` of its plugin
+    of class ``BUFFER_PLUGIN`` (an Avalanche plugin with ``mem_size`` and ``storage_policy``),
+    sized to ``sample_capacity()`` before each step."""
+
+    BUFFER_PLUGIN: type = SupervisedPlugin
+
+    @property
+    def buffer_plugin(self):
+        return next(p for p in self.plugins if isinstance(p, self.BUFFER_PLUGIN))
+
+    def _before_training_exp(self, **kwargs):
+        """Sizes the buffer: the most stored samples (input and label) that fit the budget."""
+        plugin = self.buffer_plugin
+        plugin.mem_size = plugin.storage_policy.max_size = self.sample_capacity()
+        super()._before_training_exp(**kwargs)
+
+    def kept_samples(self):
+        return self.buffer_plugin.storage_policy.tensors()
+
+    def state_bytes(self) -> int:
+        """The buffer's stored inputs and labels."""
+        return self.buffer_plugin.storage_policy.kept_bytes()
+
+
 # As for ``FastTemplate`` (see strategies.base): Avalanche wraps every template's __init__ in a
 # check of its keyword arguments against its own class hierarchy, which would refuse the options
 # a subclass declares on their way through; the subclasses' own wrappers check them.
-BufferTemplate.__init__ = getattr(BufferTemplate.__init__, "__wrapped__",
-                                  BufferTemplate.__init__)
+for _template in (BufferTemplate, ClassBalancedTemplate):
+    _template.__init__ = inspect.unwrap(_template.__init__)
