@@ -92,10 +92,11 @@ def memoized(name: str, paths: Sequence[Path], load: Callable[[], Arrays]) -> Ar
 _TREES: dict[str, tuple[tuple[Path, ...], tuple[Path, ...], tuple, Any]] = {}
 
 
-def folder_entries(folder: Path) -> tuple[tuple[str, bool], ...]:
-    """The entries of ``folder``: (name, whether it is a folder), sorted by name."""
+def folder_entries(folder: Path) -> tuple[tuple[str, bool, bool], ...]:
+    """The entries of ``folder``: (name, whether it is a folder, whether it is a file; links
+    followed), sorted by name."""
     with os.scandir(folder) as entries:
-        return tuple(sorted((e.name, e.is_dir()) for e in entries))
+        return tuple(sorted((e.name, e.is_dir(), e.is_file()) for e in entries))
 
 
 def tree_signature(folders: Sequence[Path], files: Sequence[Path]) -> Optional[tuple]:
