@@ -15,11 +15,12 @@ released after each step.
 
 Built from Avalanche: ``AGEMPlugin`` (its reference gradient in ``before_training_iteration``,
 its projection in ``after_backward``). Adapted for the fast template and the byte budget: the
-memory update (``after_training_exp``) stores the step's stored tensors, with a per-experience
-share that shrinks as experiences arrive so the total stays within the budget (Avalanche's
+memory is one pair of stored tensors per experience (Avalanche keeps datasets), and its update
+(``after_training_exp``) adds the step's stored tensors, with a per-experience share that
+shrinks as experiences arrive so the total stays within the budget (Avalanche's
 ``patterns_per_experience`` is fixed, so its memory grows with every experience), draws from the
 strategy's generator (Avalanche uses Python's global ``random``), and memory batches are drawn
-by index from tensors (``sample_from_memory``) instead of a ``GroupBalancedInfiniteDataLoader``
+by index from the tensors (``sample_from_memory``) instead of a ``GroupBalancedInfiniteDataLoader``
 that collates samples one by one.
 
 Defaults: ``sample_size`` = 256, the memory batch of the A-GEM paper (Avalanche's default is
@@ -36,19 +37,27 @@ from strategies.base import tensor_bytes
 from strategies.memory import (
     BufferTemplate,
     MemoryBatches,
-    dataset_tensors,
-    sample_bytes,
-    samples_that_fit,
-    stored_dataset,
 )
 from strategies.registry import ALL_SCENARIOS, register_strategy
 
 
+def standard_copy(t: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of ``t`` with row-major strides. A dimension of size 1 (one image channel)
+    leaves a tensor's strides ambiguous, and convolutions choose their kernel, hence their
+    rounding, by them; the memory's samples keep this layout, the one they had when the memory
+    was stacked from Avalanche datasets."""
+    return t.cpu().clone(memory_format=torch.contiguous_format)
+
+
 class FastAGEMPlugin(AGEMPlugin):
-    """``AGEMPlugin`` with a stored memory under a sample capacity, sampled from tensors."""
+    """``AGEMPlugin`` with a stored memory under a sample capacity, sampled from tensors.
+
+    ``buffers`` holds one (stored x, y) pair of CPU tensors per experience (Avalanche's holds
+    one dataset per experience; its hooks only ask whether there are any)."""
 
     def __init__(self, sample_size: int):
         super().__init__(patterns_per_experience=0, sample_size=sample_size)
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.capacity = 0
         self._draw = None
 
@@ -59,10 +68,10 @@ class FastAGEMPlugin(AGEMPlugin):
             return
         exp = strategy.experience
         per_group = max(1, self.sample_size // len(self.buffers))
-        groups = [MemoryBatches(*(t.to(strategy.device) for t in dataset_tensors(b)[:2]),
-                                per_group, strategy.generator, decode=getattr(exp, "decode", None),
+        groups = [MemoryBatches(x.to(strategy.device), y.to(strategy.device), per_group,
+                                strategy.generator, decode=getattr(exp, "decode", None),
                                 augment=getattr(exp, "augment", None))
-                  for b in self.buffers]
+                  for x, y in self.buffers]
 
         def draw():
             return [torch.cat(parts) for parts in zip(*(g.next() for g in groups))]
@@ -77,17 +86,18 @@ class FastAGEMPlugin(AGEMPlugin):
         x, y, _ = stored_tensors(strategy.experience)
         self.patterns_per_experience = self.capacity // (len(self.buffers) + 1)
         keep = self.patterns_per_experience
-        self.buffers = [b if len(b) <= keep else b.subset(range(keep)) for b in self.buffers]
-        self.buffers = [stored_dataset(*dataset_tensors(b)[:2]) for b in self.buffers]
+        self.buffers = [(bx, by) if len(by) <= keep else
+                        (standard_copy(bx[:keep]), standard_copy(by[:keep]))
+                        for bx, by in self.buffers]
         pick = torch.randperm(len(y), generator=strategy.generator)[:keep].to(y.device)
-        self.buffers.append(stored_dataset(x[pick], y[pick]))
-        self.buffers = [b for b in self.buffers if len(b) > 0]
+        self.buffers.append((standard_copy(x[pick]), standard_copy(y[pick])))
+        self.buffers = [(bx, by) for bx, by in self.buffers if len(by) > 0]
         self._draw = None
         self.reference_gradients = torch.empty(0)
 
     def kept(self) -> list[torch.Tensor]:
         """Stored inputs and labels of every experience's memory."""
-        return [t for b in self.buffers for t in dataset_tensors(b)[:2]]
+        return [t for pair in self.buffers for t in pair]
 
 
 @register_strategy("agem", summary="A-GEM: gradients projected against a memory batch's, "
@@ -111,9 +121,7 @@ class AGEM(BufferTemplate):
 
     def _before_training_exp(self, **kwargs):
         """Sizes the memory: the most stored samples (input and label) that fit the budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y)
-        self.agem.capacity = samples_that_fit(self.resolve_budget(per_sample), per_sample)
+        self.agem.capacity = self.sample_capacity()
         super()._before_training_exp(**kwargs)
 
     def kept_samples(self):

@@ -43,8 +43,6 @@ from strategies.memory import (
     compact,
     output_width,
     rng_from,
-    sample_bytes,
-    samples_that_fit,
     stored_dataset,
     stored_dataset_with_logits,
 )
@@ -99,14 +97,16 @@ class DER(BufferTemplate, AvalancheDER):
         self.mem_size = FALLBACK_SAMPLES
         self.storage_policy = StoredLogitsBuffer(self.mem_size, adaptive_size=True)
 
-    def _before_training_exp(self, **kwargs):
-        """Sizes the buffer (stored input, label and float logits per sample), then lets DER
-        decide whether to replay and draws its buffer batches from tensors."""
-        x, y, _ = stored_tensors(self.experience)
+    def per_sample_bytes(self) -> int:
+        """A sample's stored input and label, and its logits (one per output, at the model's
+        output dtype)."""
         outputs, size = output_width(self.model, self.experience, self.device)
-        per_sample = sample_bytes(x, y, extra=outputs * size)
-        self.mem_size = samples_that_fit(self.resolve_budget(per_sample), per_sample)
-        self.storage_policy.max_size = self.mem_size
+        return super().per_sample_bytes() + outputs * size
+
+    def _before_training_exp(self, **kwargs):
+        """Sizes the buffer, then lets DER decide whether to replay and draws its buffer batches
+        from tensors."""
+        self.mem_size = self.storage_policy.max_size = self.sample_capacity()
         super()._before_training_exp(**kwargs)
         if self.replay_loader is not None and isinstance(self.experience, TensorExperience):
             bx, by, _, logits = self.storage_policy.fields()

@@ -27,13 +27,10 @@ import torch
 from avalanche.training.plugins import GDumbPlugin
 from torch import nn
 
-from benchmark.core.tensors import TensorExperience, stored_tensors
 from strategies.memory import (
     FALLBACK_SAMPLES,
-    BufferTemplate,
+    ClassBalancedTemplate,
     StoredClassBalancedBuffer,
-    sample_bytes,
-    samples_that_fit,
 )
 from strategies.registry import CLASS_INCREMENTAL, DOMAIN, MIXED, register_strategy
 
@@ -68,43 +65,19 @@ class FastGDumbPlugin(GDumbPlugin):
 @register_strategy("gdumb", summary="GDumb: a class-balanced buffer in bytes, the model "
                    "retrained from scratch on it at every step (Avalanche GDumbPlugin)",
                    family="replay", keeps_samples=True)
-class GDumb(BufferTemplate):
+class GDumb(ClassBalancedTemplate):
     """Trains from scratch, at every step, on a class-balanced buffer only."""
 
     SCENARIOS = (CLASS_INCREMENTAL, DOMAIN, MIXED)
+    BUFFER_PLUGIN = FastGDumbPlugin
 
     def own_plugins(self):
         return [FastGDumbPlugin()]
 
-    @property
-    def gdumb(self) -> FastGDumbPlugin:
-        return next(p for p in self.plugins if isinstance(p, FastGDumbPlugin))
-
-    def _before_training_exp(self, **kwargs):
-        """Sizes the buffer: the most stored samples (input and label) that fit the budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y)
-        size = samples_that_fit(self.resolve_budget(per_sample), per_sample)
-        self.gdumb.mem_size = self.gdumb.storage_policy.max_size = size
-        super()._before_training_exp(**kwargs)
-
-    def make_train_dataloader(self, shuffle: bool = True, **kwargs):
-        """Batches of the buffer (which holds the step's samples that stayed)."""
-        exp = self.experience
-        if not isinstance(exp, TensorExperience):
-            super().make_train_dataloader(shuffle=shuffle, **kwargs)
-            return
-        x, y = self.gdumb.storage_policy.tensors()
-        self.dataloader = self.tensor_loader(x.to(self.device), y.to(self.device), shuffle,
-                                             decode=exp.decode, augment=exp.augment)
+    def training_tensors(self):
+        """The buffer (which holds the step's samples that stayed)."""
+        return self.kept_samples()
 
     def check_model_and_optimizer(self, **kwargs):
         kwargs["reset_optimizer_state"] = True
         super().check_model_and_optimizer(**kwargs)
-
-    def kept_samples(self):
-        return self.gdumb.storage_policy.tensors()
-
-    def state_bytes(self) -> int:
-        """The buffer's stored inputs and labels."""
-        return self.gdumb.storage_policy.kept_bytes()

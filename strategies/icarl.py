@@ -47,15 +47,13 @@ from avalanche.models import NCMClassifier, TrainEvalModel
 from avalanche.training.losses import ICaRLLossPlugin
 from avalanche.training.supervised.icarl import _ICaRLPlugin
 
-from benchmark.core.tensors import TensorExperience, stored_tensors
+from benchmark.core.tensors import stored_tensors
 from strategies.base import tensor_bytes
 from strategies.features import split_head
 from strategies.memory import (
     FALLBACK_SAMPLES,
     BufferTemplate,
     DecodedInput,
-    sample_bytes,
-    samples_that_fit,
     stored_dataset,
 )
 from strategies.registry import CLASS_INCREMENTAL, register_strategy
@@ -156,26 +154,22 @@ class ICaRL(BufferTemplate):
     def icarl(self) -> StoredICaRLPlugin:
         return next(p for p in self.plugins if isinstance(p, StoredICaRLPlugin))
 
+    def per_sample_bytes(self) -> int:
+        """An exemplar's stored input and label, and its herding rank."""
+        return super().per_sample_bytes() + RANK_BYTES
+
     def _before_training_exp(self, **kwargs):
-        """Sizes the memory: the most exemplars (stored input, label, rank) that fit the
-        budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y, extra=RANK_BYTES)
-        self.icarl.capacity = samples_that_fit(self.resolve_budget(per_sample), per_sample)
+        """Sizes the memory: the most exemplars that fit the budget."""
+        self.icarl.capacity = self.sample_capacity()
         super()._before_training_exp(**kwargs)
 
-    def make_train_dataloader(self, shuffle: bool = True, **kwargs):
-        """Batches of the step's data and the exemplars together."""
-        exp = self.experience
-        if not isinstance(exp, TensorExperience):
-            super().make_train_dataloader(shuffle=shuffle, **kwargs)
-            return
-        x, y = exp.x.to(self.device), exp.y.to(self.device)
+    def training_tensors(self):
+        """The step's data and the exemplars together."""
+        x, y = self.experience.x.to(self.device), self.experience.y.to(self.device)
         mx, my = self.icarl.memory()
         if len(my):
             x, y = torch.cat([x, mx.to(self.device)]), torch.cat([y, my.to(self.device)])
-        self.dataloader = self.tensor_loader(x, y, shuffle, decode=exp.decode,
-                                             augment=exp.augment)
+        return x, y
 
     def kept_samples(self):
         return self.icarl.memory()

@@ -6,15 +6,17 @@ tensors, compact Avalanche buffers, and replay batches drawn from tensors.
 the stream's default budget (``StrategyContext.memory_bytes``); where there is none either (a
 strategy built in one's own Avalanche code, or a stream without a default), the budget is
 Avalanche's own default buffer of ``FALLBACK_SAMPLES`` samples, in bytes. A strategy keeps the
-largest number of samples whose bytes fit (``samples_that_fit``), and its ``state_bytes()``
-measures what it really keeps, which a test holds to at most the budget.
+largest number of samples whose bytes fit (``BufferTemplate.sample_capacity``, computed once),
+and its ``state_bytes()`` measures what it really keeps, which a test holds to at most the
+budget.
 
 **Stored form.** Samples are kept as the stream stores them (``stored_tensors``: uint8 images
 stay uint8) and decoded batch by batch when trained on. An Avalanche buffer (e.g.
 ``ClassBalancedBuffer``) is fed ``stored_dataset`` (a classification dataset over the stored
 tensors) and then ``compact``-ed: each group's dataset is rebuilt from its own samples, so the
 buffer refers to nothing but what it keeps (an Avalanche subset would keep the whole
-experience's tensors alive).
+experience's tensors alive). Replay and GDumb keep theirs in their plugin's
+``StoredClassBalancedBuffer`` (``ClassBalancedTemplate``).
 
 **Speed.** Avalanche's ``ReplayDataLoader`` and DER's buffer loader collate samples one by one;
 here the buffer's samples are stacked once per step (``dataset_tensors``) and replay batches are
@@ -23,6 +25,7 @@ drawn by index (``IndexCycler``, ``MemoryBatches``, ``ReplayBatches``) on the de
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,11 +38,12 @@ from avalanche.benchmarks.utils.classification_dataset import (
 )
 from avalanche.benchmarks.utils.data_attribute import TensorDataAttribute
 from avalanche.benchmarks.utils.flat_data import FlatData
+from avalanche.training.plugins import SupervisedPlugin
 from avalanche.training.storage_policy import ClassBalancedBuffer
 from torch import nn
 
 from benchmark.core.options import Option
-from benchmark.core.tensors import decoded, stored_tensors
+from benchmark.core.tensors import TensorExperience, decoded, stored_tensors
 from strategies.base import FastTemplate, tensor_bytes
 
 FALLBACK_SAMPLES = 200
@@ -247,14 +251,18 @@ class ReplayBatches:
 class BufferTemplate(FastTemplate):
     """A ``FastTemplate`` that keeps samples under a byte budget (``memory_bytes``).
 
-    Subclasses call ``resolve_budget(per_sample)`` on their first experience (when the stored
-    sample size is known), give ``kept_samples()`` and measure ``state_bytes()``; each
-    step's record then carries ``memory_bytes`` (the budget) and ``buffer_samples``.
+    Subclasses size their buffer by ``sample_capacity()`` before each step (a sample's bytes
+    are ``per_sample_bytes()``, which they extend with what they keep per sample), give
+    ``kept_samples()`` and measure ``state_bytes()``; each step's record then carries
+    ``memory_bytes`` (the budget) and ``buffer_samples``. A subclass whose steps train on
+    other tensors than the experience's (the buffer, or the experience and the buffer) gives
+    them as ``training_tensors()``.
     """
 
     OPTIONS = (MEMORY_BYTES,)
     default_memory_bytes: Optional[int] = None
     memory_budget: Optional[int] = None
+    capacity: Optional[int] = None
 
     @classmethod
     def from_context(cls, model, ctx, **hparams):
@@ -263,12 +271,40 @@ class BufferTemplate(FastTemplate):
         strategy.default_memory_bytes = ctx.memory_bytes
         return strategy
 
-    def resolve_budget(self, per_sample: int) -> int:
-        """The budget in bytes (fixed at the first call; see ``budget_bytes``)."""
-        if self.memory_budget is None:
+    def per_sample_bytes(self) -> int:
+        """Bytes kept per sample of the current experience (default: its stored input and
+        label, ``sample_bytes``)."""
+        x, y, _ = stored_tensors(self.experience)
+        return sample_bytes(x, y)
+
+    def sample_capacity(self) -> int:
+        """The most samples the buffer may keep: as many of ``per_sample_bytes()`` as fit the
+        budget (``budget_bytes``, ``samples_that_fit``). Both are fixed at the first call, on
+        the first experience (when the stored sample size is known), and reused: every
+        sample of a stream has the same size."""
+        if self.capacity is None:
+            per_sample = self.per_sample_bytes()
             self.memory_budget = budget_bytes(self.hp["memory_bytes"], self.default_memory_bytes,
                                               per_sample)
-        return self.memory_budget
+            self.capacity = samples_that_fit(self.memory_budget, per_sample)
+        return self.capacity
+
+    def training_tensors(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """(stored x, y) a step on a ``TensorExperience`` trains on; None (default): the
+        experience's own."""
+        return None
+
+    def make_train_dataloader(self, shuffle: bool = True, **kwargs):
+        """Batches of ``training_tensors()``, decoded and augmented as the experience's
+        samples; ``FastTemplate``'s otherwise."""
+        exp = self.experience
+        tensors = self.training_tensors() if isinstance(exp, TensorExperience) else None
+        if tensors is None:
+            super().make_train_dataloader(shuffle=shuffle, **kwargs)
+            return
+        x, y = tensors
+        self.dataloader = self.tensor_loader(x.to(self.device), y.to(self.device), shuffle,
+                                             decode=exp.decode, augment=exp.augment)
 
     def kept_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(stored x, y) of every sample kept now."""
@@ -284,8 +320,33 @@ class BufferTemplate(FastTemplate):
         return report
 
 
+class ClassBalancedTemplate(BufferTemplate):
+    """A ``BufferTemplate`` whose samples sit in the ``StoredClassBalancedBuffer`` of its plugin
+    of class ``BUFFER_PLUGIN`` (an Avalanche plugin with ``mem_size`` and ``storage_policy``),
+    sized to ``sample_capacity()`` before each step."""
+
+    BUFFER_PLUGIN: type = SupervisedPlugin
+
+    @property
+    def buffer_plugin(self):
+        return next(p for p in self.plugins if isinstance(p, self.BUFFER_PLUGIN))
+
+    def _before_training_exp(self, **kwargs):
+        """Sizes the buffer: the most stored samples (input and label) that fit the budget."""
+        plugin = self.buffer_plugin
+        plugin.mem_size = plugin.storage_policy.max_size = self.sample_capacity()
+        super()._before_training_exp(**kwargs)
+
+    def kept_samples(self):
+        return self.buffer_plugin.storage_policy.tensors()
+
+    def state_bytes(self) -> int:
+        """The buffer's stored inputs and labels."""
+        return self.buffer_plugin.storage_policy.kept_bytes()
+
+
 # As for ``FastTemplate`` (see strategies.base): Avalanche wraps every template's __init__ in a
 # check of its keyword arguments against its own class hierarchy, which would refuse the options
 # a subclass declares on their way through; the subclasses' own wrappers check them.
-BufferTemplate.__init__ = getattr(BufferTemplate.__init__, "__wrapped__",
-                                  BufferTemplate.__init__)
+for _template in (BufferTemplate, ClassBalancedTemplate):
+    _template.__init__ = inspect.unwrap(_template.__init__)

@@ -27,15 +27,13 @@ from __future__ import annotations
 from avalanche.training.plugins import ReplayPlugin
 
 from benchmark.core.options import Option
-from benchmark.core.tensors import TensorExperience, stored_tensors
+from benchmark.core.tensors import TensorExperience
 from strategies.memory import (
     FALLBACK_SAMPLES,
-    BufferTemplate,
+    ClassBalancedTemplate,
     MemoryBatches,
     ReplayBatches,
     StoredClassBalancedBuffer,
-    sample_bytes,
-    samples_that_fit,
 )
 from strategies.registry import ALL_SCENARIOS, register_strategy
 
@@ -67,12 +65,13 @@ class FastReplayPlugin(ReplayPlugin):
 @register_strategy("replay", summary="experience replay, class-balanced buffer in bytes "
                    "(Avalanche ReplayPlugin + ClassBalancedBuffer)", family="replay",
                    keeps_samples=True)
-class Replay(BufferTemplate):
+class Replay(ClassBalancedTemplate):
     """Finetuning on each mini-batch joined by a batch of the class-balanced buffer."""
 
     SCENARIOS = ALL_SCENARIOS
+    BUFFER_PLUGIN = FastReplayPlugin
 
-    OPTIONS = BufferTemplate.OPTIONS + (
+    OPTIONS = ClassBalancedTemplate.OPTIONS + (
         Option("batch_size_mem", int, None,
                "buffer samples added to each mini-batch; none: the training batch size", low=1),
     )
@@ -81,22 +80,3 @@ class Replay(BufferTemplate):
         return [FastReplayPlugin(mem_size=FALLBACK_SAMPLES,
                                  batch_size_mem=self.hp["batch_size_mem"],
                                  storage_policy=StoredClassBalancedBuffer(FALLBACK_SAMPLES))]
-
-    @property
-    def replay(self) -> FastReplayPlugin:
-        return next(p for p in self.plugins if isinstance(p, FastReplayPlugin))
-
-    def _before_training_exp(self, **kwargs):
-        """Sizes the buffer: the most stored samples (input and label) that fit the budget."""
-        x, y, _ = stored_tensors(self.experience)
-        per_sample = sample_bytes(x, y)
-        size = samples_that_fit(self.resolve_budget(per_sample), per_sample)
-        self.replay.mem_size = self.replay.storage_policy.max_size = size
-        super()._before_training_exp(**kwargs)
-
-    def kept_samples(self):
-        return self.replay.storage_policy.tensors()
-
-    def state_bytes(self) -> int:
-        """The buffer's stored inputs and labels."""
-        return self.replay.storage_policy.kept_bytes()

@@ -36,6 +36,7 @@ averaging halves the weight of all earlier steps at each step.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -140,25 +141,42 @@ def fisher_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return fisher
 
 
-@torch.no_grad()
-def reestimate_norm_statistics(model: nn.Module, x: torch.Tensor, batch_size: int) -> int:
-    """Running statistics of every BatchNorm layer recomputed from ``x`` (cumulative average
-    over one pass); other entries untouched. Returns the number of layers re-estimated."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return 0
-    was_training = model.training
+def norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers of ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def cumulative_statistics(norms: list[nn.modules.batchnorm._BatchNorm]):
+    """Within the block, the layers' running statistics start afresh and are the cumulative
+    average of the batches they see in train mode (momentum None); their momenta are restored
+    afterwards."""
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
-    model.train()
-    for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
-        if len(batch) > 1 or len(x) == 1:  # BatchNorm cannot take one sample in train mode
-            model(batch)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
+@torch.no_grad()
+def reestimate_norm_statistics(model: nn.Module, x: torch.Tensor, batch_size: int) -> int:
+    """Running statistics of every BatchNorm layer recomputed from ``x`` (cumulative average
+    over one pass); other entries untouched. Returns the number of layers re-estimated. The
+    strategy does the same in a phase of its own (``WeightFusion``)."""
+    norms = norm_layers(model)
+    if not norms:
+        return 0
+    was_training = model.training
+    with cumulative_statistics(norms):
+        model.train()
+        for start in range(0, len(x), batch_size):
+            batch = x[start:start + batch_size]
+            if len(batch) > 1 or len(x) == 1:  # BatchNorm cannot take one sample in train mode
+                model(batch)
     model.train(was_training)
     return len(norms)
 
@@ -236,21 +254,16 @@ class WeightFusion(FastTemplate):
                           "trainable_parameters": count_parameters(self.model, True)}
             return
         self._last = self.fuse(self.experience)
-        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = norm_layers(self.model)
         if not (self.reestimate_norm and norms):
             self._last["norm_layers_reestimated"] = 0
             return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-        self.model.train()
-        x, y, decode = stored_tensors(self.experience)
-        loader = self.tensor_loader(x.to(self.device), y.to(self.device), shuffle=False,
-                                    batch_size=self.eval_mb_size, decode=decode)
-        yield Phase("reestimate-norm", 1, SkipSingles(loader))
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
+        with cumulative_statistics(norms):
+            self.model.train()
+            x, y, decode = stored_tensors(self.experience)
+            loader = self.tensor_loader(x.to(self.device), y.to(self.device), shuffle=False,
+                                        batch_size=self.eval_mb_size, decode=decode)
+            yield Phase("reestimate-norm", 1, SkipSingles(loader))
         self._last["norm_layers_reestimated"] = len(norms)
 
     def state_bytes(self) -> int:

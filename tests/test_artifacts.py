@@ -1,10 +1,14 @@
 """Files a run leaves beside its record: the saved final model (PNC removable after loading),
-Avalanche's loggers, and the expert cache with its checksum (a damaged entry is rebuilt)."""
+Avalanche's loggers, and the expert cache with its checksum (a damaged entry is rebuilt); the
+bytes they are written from round-trip through ``torch.load``."""
 from __future__ import annotations
+
+import io
 
 import torch
 from helpers import SMALL_ARGS, comparable, load_records, override, run_cli
 
+from benchmark.core.strategy_state import saved_bytes
 from benchmark.core.tensors import decoded
 from benchmark.data import get_stream
 from benchmark.run import runner
@@ -91,6 +95,18 @@ def test_csv_and_tensorboard_loggers_write_per_epoch_lines_and_change_nothing(
 
 def state():
     return {"w": torch.arange(6.0).reshape(2, 3), "n": torch.tensor(3)}
+
+
+def test_saved_bytes_round_trip_through_torch_load(tmp_path):
+    saved = {"state": state(), "step": 2, "generator": torch.Generator().manual_seed(3)}
+    loaded = torch.load(io.BytesIO(saved_bytes(saved)), weights_only=False)
+    assert set(loaded) == set(saved) and loaded["step"] == 2
+    assert all(torch.equal(loaded["state"][k], v) for k, v in state().items())
+    assert loaded["state"]["n"].dtype == state()["n"].dtype
+    assert torch.equal(loaded["generator"].get_state(), saved["generator"].get_state())
+    (tmp_path / "s.pt").write_bytes(saved_bytes(state()))
+    again = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert all(torch.equal(again[k], v) for k, v in state().items())
 
 
 def test_an_expert_cache_entry_round_trips_with_its_checksum(tmp_path):

@@ -17,6 +17,7 @@ from benchmark.run.plan import ExecOptions, Experiment
 from benchmark.run.runner import execute_run
 from strategies import StrategyContext, get_strategy
 from strategies.gdumb import reinitialise
+from strategies.memory import FALLBACK_SAMPLES
 
 BUFFER_RIVALS = ("replay", "icarl", "der", "gdumb", "agem")
 STATISTICS_RIVALS = ("slda", "ncm", "fecam")
@@ -122,6 +123,50 @@ def test_buffer_keeps_at_most_its_budget_in_the_stored_dtype(name, digits):
         assert state == len(y) * PER_SAMPLE[name] <= budget
         # the largest buffer that fits, up to rounding to an equal share per class
         assert budget - state < PER_SAMPLE[name] * len(seen)
+
+
+@pytest.mark.parametrize("name", BUFFER_RIVALS)
+def test_the_capacity_is_computed_once_at_the_first_experience(name, digits, monkeypatch):
+    strategy = build(name, digits, memory_bytes=5000)
+    calls = []
+
+    def counted():
+        calls.append(strategy.experience.current_experience)
+        return type(strategy).per_sample_bytes(strategy)
+
+    monkeypatch.setattr(strategy, "per_sample_bytes", counted)
+    for experience in digits.train_experiences():
+        strategy.train(experience, eval_streams=[])
+    assert calls == [0]
+    assert strategy.memory_budget == 5000
+    assert strategy.sample_capacity() == 5000 // PER_SAMPLE[name]
+    assert [s["memory_bytes"] for s in strategy.step_reports] == [5000] * digits.n_steps
+
+
+@pytest.mark.parametrize("name", BUFFER_RIVALS)
+def test_without_any_budget_the_capacity_is_avalanches_default_buffer(name, digits):
+    model = make_backbone("mlp", digits.num_classes, digits.input_shape, seed=0)
+    ctx = StrategyContext(device=torch.device("cpu"), seed=0, num_classes=digits.num_classes,
+                          train=TrainSettings(epochs=1, batch_size=32, lr=0.01))
+    spec = get_strategy(name)
+    strategy = spec.build(model, ctx, **spec.resolve({}))
+    strategy.train(digits.train_experiences()[0], eval_streams=[])
+    assert strategy.sample_capacity() == FALLBACK_SAMPLES
+    assert strategy.memory_budget == FALLBACK_SAMPLES * PER_SAMPLE[name]
+
+
+def test_agem_memory_is_row_major_when_the_experience_strides_are_ambiguous():
+    """One channel makes strides ambiguous, and convolutions choose their kernel (their
+    rounding) by them: the memory keeps the row-major layout whatever the stream's."""
+    data = toy_images()
+    data.train = [(torch.empty_strided(x.shape, (144, 1, 12, 1), dtype=x.dtype).copy_(x), y)
+                  for x, y in data.train]
+    assert data.train[0][0].stride()[1] == 1  # (144, 1, 12, 1), not (144, 144, 12, 1)
+    strategy = build("agem", data, backbone="cnn", memory_bytes=40 * data.sample_bytes)
+    for experience in data.train_experiences()[:3]:
+        strategy.train(experience, eval_streams=[])
+    for t in strategy.agem.kept():
+        assert t.stride() == t.clone(memory_format=torch.contiguous_format).stride()
 
 
 def test_replay_buffer_is_balanced_over_the_classes_seen(digits):

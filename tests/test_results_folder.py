@@ -196,7 +196,7 @@ def test_the_description_covers_every_record_with_typed_values(small_copy):
     (lwf,) = described["strategies"]["lwf"]
     assert lwf == {"hparams": {"alpha": 2.0, "temperature": 2.0}, "seeds": [1]}
     assert isinstance(lwf["hparams"]["alpha"], float)
-    assert described["strategies"]["finetune"] == [{"hparams": {}, "seeds": [0]}]
+    assert described["strategies"]["finetune"] == [{"hparams": {"lr_scale": 1.0}, "seeds": [0]}]
     assert described["seeds"] == [0, 1]
     assert described["streams"]["split-digits"]["options"] == [{"n_experiences": 5}]
     assert described["streams"]["split-digits"]["train"][0]["epochs"] == 1

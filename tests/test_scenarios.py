@@ -162,13 +162,14 @@ def test_pnc_clones_into_the_pretrained_target_without_changing_it():
     from helpers import state_hash
 
     from benchmark.run.plan import ExecOptions
-    from benchmark.run.runner import _identity, _setting, pretrained_target
+    from benchmark.run.protocol import identity, run_setting
+    from benchmark.run.sources import pretrained_target
     from strategies import StrategyContext, get_strategy
 
     cfg = Experiment(strategies=["pnc"], seeds=[0], train={"epochs": 1},
                      scenario={"name": "cloning"}).run_configs()[0]
-    data, device, settings, model, theta0 = _setting(cfg, ExecOptions())
-    pretrained_target(model, theta0, settings, _identity(cfg), data.pretrain, data.decode,
+    data, device, settings, model, theta0 = run_setting(cfg, ExecOptions())
+    pretrained_target(model, theta0, settings, identity(cfg), data.pretrain, data.decode,
                       None, None)
     target_hash = state_hash(model)
     x = data.inputs(data.test[0][0][:64])

@@ -24,7 +24,7 @@ import pytest
 import torch
 from helpers import comparable, load_records, run_cli
 
-import benchmark.run.runner as runner
+import benchmark.run.protocol as protocol
 import benchmark.run.seed_batch as seed_batch
 from benchmark.core.errors import UsageError
 from benchmark.run.grid import _with_run_files
@@ -115,7 +115,7 @@ def assert_close_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_each_seeds_batched_record_equals_its_separate_run(case, tmp_path):
     strategy, hparams = CASES[case]
     runs = configs(strategy, hparams, SEEDS, SGD)
-    sizes = [[len(y) for _, y in runner.run_data(c, ExecOptions()).train] for c in runs]
+    sizes = [[len(y) for _, y in protocol.run_data(c, ExecOptions()).train] for c in runs]
     assert sizes[0] != sizes[1]  # the seeds' steps differ in size: ragged batches throughout
     sep, sep_models, bat, bat_models = both_ways(runs, tmp_path)
     for a, b, ma, mb in zip(sep, bat, sep_models, bat_models):
@@ -137,7 +137,7 @@ def test_a_seed_with_far_fewer_samples_stops_stepping_when_its_batches_run_out(
     """Seed 2 keeps 40% of every step's training data: it runs out of batches long before seed
     0 in every epoch, and must then take no optimizer step (with momentum, one spurious step
     would move every weight far beyond the tolerance)."""
-    original = runner.run_data
+    original = protocol.run_data
 
     def cut(cfg, options):
         data = original(cfg, options)
@@ -145,7 +145,7 @@ def test_a_seed_with_far_fewer_samples_stops_stepping_when_its_batches_run_out(
             data.train = [(x[:len(x) * 2 // 5], y[:len(y) * 2 // 5]) for x, y in data.train]
         return data
 
-    monkeypatch.setattr(runner, "run_data", cut)
+    monkeypatch.setattr(protocol, "run_data", cut)
     monkeypatch.setattr(seed_batch, "run_data", cut)
     runs = configs(strategy, {}, SEEDS, SGD)
     sep, sep_models, bat, bat_models = both_ways(runs, tmp_path)
@@ -178,7 +178,7 @@ def test_a_group_is_one_configuration():
 
 def test_a_diverging_seed_fails_alone(monkeypatch):
     runs = configs("finetune", {}, SEEDS, {"epochs": 1})
-    original = runner.run_data
+    original = protocol.run_data
 
     def poisoned(cfg, options):
         data = original(cfg, options)

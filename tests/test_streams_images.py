@@ -3,6 +3,7 @@
 augmentation (random crop and flip)."""
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -131,6 +132,30 @@ def test_tinyimagenet_loads_folder_tree(tmp_path):
     assert isinstance(data.augment, CropFlip)
     with pytest.raises(UsageError, match="impossible split"):
         spec.build(seed=0, data_root=str(tmp_path))  # 4 classes do not make 10 experiences
+
+
+def test_an_unchanged_tinyimagenet_tree_is_not_walked_again_and_changes_are_noticed(
+        tmp_path, monkeypatch):
+    from benchmark.data import tinyimagenet
+
+    base = write_tinyimagenet(tmp_path)
+    walks = []
+    walk = tinyimagenet.train_files
+    monkeypatch.setattr(tinyimagenet, "train_files", lambda *a: walks.append(1) or walk(*a))
+    first, num_classes = tinyimagenet.load(str(tmp_path), False)
+    again, _ = tinyimagenet.load(str(tmp_path), False)
+    assert again is first and num_classes == len(WNIDS) and walks == [1]
+    folder = base / "train" / WNIDS[0] / "images"
+    (folder / "extra.JPEG").write_bytes((folder / f"{WNIDS[0]}_1.JPEG").read_bytes())
+    added, _ = tinyimagenet.load(str(tmp_path), False)
+    assert walks == [1, 1] and len(added[1]) == len(first[1]) + 1
+    image = base / "val" / "images" / "val_0.JPEG"
+    image.write_bytes((base / "val" / "images" / "val_1.JPEG").read_bytes())
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+    rewritten, _ = tinyimagenet.load(str(tmp_path), False)
+    assert walks == [1, 1, 1] and not np.array_equal(rewritten[2], added[2])
+    assert tinyimagenet.load(str(tmp_path), False)[0] is rewritten
 
 
 def test_tinyimagenet_one_epoch_run_completes(tmp_path):

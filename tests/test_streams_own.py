@@ -3,6 +3,8 @@
 bad input stops the command with one line, exit status 2, before anything is written."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -102,6 +104,35 @@ def test_image_tree_is_resized_and_stored_uint8(image_tree):
             assert c * 60 <= level < c * 60 + 60
     grey = get_stream(FOLDER).build(seed=0, path=str(image_tree), size=6, grayscale=True)
     assert grey.input_shape == (1, 6, 6) and grey.train[0][0].shape[1:] == (1, 6, 6)
+
+
+def test_an_unchanged_image_tree_is_not_walked_again_and_changes_are_noticed(image_tree,
+                                                                             monkeypatch):
+    from benchmark.data import imagefolder
+
+    walks = []
+    walk = imagefolder.image_files
+    monkeypatch.setattr(imagefolder, "image_files", lambda *a: walks.append(1) or walk(*a))
+    first, classes = imagefolder.load(str(image_tree), 8, False)
+    again, _ = imagefolder.load(str(image_tree), 8, False)
+    assert again is first and walks == [1]
+    # an image rewritten in place (its mtime moved), one added, one removed, a class added
+    image = image_tree / "train" / "dog" / "0.png"
+    image.write_bytes((image_tree / "train" / "yak" / "0.png").read_bytes())
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+    rewritten, _ = imagefolder.load(str(image_tree), 8, False)
+    assert walks == [1, 1] and not np.array_equal(rewritten[0], first[0])
+    (image_tree / "test" / "cat" / "9.png").write_bytes(image.read_bytes())
+    assert len(imagefolder.load(str(image_tree), 8, False)[0][3]) == len(first[3]) + 1
+    (image_tree / "test" / "cat" / "9.png").unlink()
+    (image_tree / "train" / "owl" / "0.png").unlink()
+    assert len(imagefolder.load(str(image_tree), 8, False)[0][1]) == len(first[1]) - 1
+    for split in ("train", "test"):
+        (image_tree / split / "emu").mkdir()
+        (image_tree / split / "emu" / "0.png").write_bytes(image.read_bytes())
+    assert imagefolder.load(str(image_tree), 8, False)[1] == ["cat", "dog", "emu", "owl", "yak"]
+    assert len(walks) == 5
 
 
 # ----- every strategy on both --------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch
 from helpers import assert_metrics_in_range
 
 from benchmark.core.models import make_backbone
+from benchmark.core.tensors import experience_tensors
 from benchmark.data import get_stream
 from benchmark.run.plan import Experiment
 from benchmark.run.runner import execute_run
@@ -16,6 +17,7 @@ from strategies.weight_fusion import (
     fuse_nonessential,
     fuse_summation,
     least_important_mask,
+    norm_layers,
     reestimate_norm_statistics,
 )
 
@@ -140,6 +142,20 @@ def test_an_identity_fusion_leaves_the_target_body_bitwise_and_swaps_only_new_he
     assert report["fraction_changed_body"] == 0.0
     assert 0.0 < report["fraction_changed"] < 0.05
     assert report["trainable_parameters"] == 0
+
+
+def test_the_strategy_reestimates_statistics_as_reestimate_norm_statistics_does():
+    """The strategy's forward-only phase (in Avalanche's loop) gives, bit for bit, the
+    statistics ``reestimate_norm_statistics`` computes on the step's decoded data."""
+    strategy, _, after, _, _ = run_two_steps(mode="sum", eval_mb_size=100)
+    model = make_backbone("mlp", 10, (64,), seed=0)
+    model.load_state_dict(after)
+    x, _ = experience_tensors(get_stream("split-digits").build(seed=0).train_experiences()[1])
+    assert len(x) > 200  # several batches of 100
+    assert reestimate_norm_statistics(model, x, batch_size=100) == 2
+    assert strategy.step_reports[1]["norm_layers_reestimated"] == 2
+    assert_states_equal(model.state_dict(), after)
+    assert [m.momentum for m in norm_layers(strategy.model)] == [0.1, 0.1]
 
 
 def test_fusing_the_target_with_itself_in_mean_mode_changes_nothing():

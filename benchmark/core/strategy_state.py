@@ -1,5 +1,7 @@
 """What a strategy keeps between steps, as one object ``torch.save`` can write, and how a new
-strategy object built the same way continues from it (per-step checkpoints of long runs).
+strategy object built the same way continues from it (per-step checkpoints of long runs); the
+bytes ``torch.save`` writes for such an object (``saved_bytes``), which files of it are
+written from.
 
 Whole Avalanche strategies do not pickle reliably (loggers hold open files, providers hold
 closures), so the state is:
@@ -19,6 +21,7 @@ model and its optimizer, the clock attribute and the clock plugin) stay shared w
 """
 from __future__ import annotations
 
+import io
 import pickle
 import random
 from typing import Any
@@ -41,6 +44,14 @@ def picklable(value: Any) -> bool:
     except Exception:  # any reason it does not pickle: lambdas, open files, locks
         return False
     return True
+
+
+def saved_bytes(obj: Any) -> bytes:
+    """The bytes ``torch.save`` writes for ``obj`` (a state dict, a checkpoint, a model);
+    ``torch.load`` of them gives it back."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def global_rng_state() -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Optional
 
 import numpy as np
 
+from benchmark.core.errors import one_line
 from benchmark.data.augment import standard_crop_flip
 from benchmark.data.base import StreamData
 from benchmark.data.files import (
@@ -37,7 +38,6 @@ from benchmark.data.files import (
     image_stream,
     memoized,
     missing_file_error,
-    one_line,
     require_root,
     resolve_data_root,
 )

@@ -6,7 +6,8 @@
   ``UsageError`` naming the file and what to put where.
 - Loaders return the whole data set as ``uint8`` arrays (N, C, H, W) plus ``int64`` labels, kept
   in a small in-process memo keyed by the files' paths, sizes and modification times, so a grid
-  of runs in one process reads each data set once.
+  of runs in one process reads each data set once (``memoized``); a folder tree of images is
+  checked against its memo entry before it is walked again (``memoized_tree``).
 - ``image_stream`` turns those arrays into a ``StreamData``: class order from the seed, the
   data set's own train/test split, inputs kept as uint8 (N, C, H, W) with ``decode`` =
   ``Normalise(mean, std)``, which makes float32 model inputs ((x / 255 - mean) / std, per
@@ -18,12 +19,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 import torch
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, one_line
 from benchmark.data.base import StreamData, class_order, split_classes
 
 DATA_ENV = "CLONEBENCH_DATA"
@@ -31,18 +32,13 @@ DEFAULT_DATA_ROOT = "~/.cache/clonebench/data"
 ROOT_HINT = f"--data-root, ${DATA_ENV} or {DEFAULT_DATA_ROOT}"
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+T = TypeVar("T")
 
 
 def resolve_data_root(data_root: Optional[str]) -> Path:
     """The data root: ``data_root`` if given, else ``$CLONEBENCH_DATA``, else the default."""
     chosen = data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
     return Path(os.path.expanduser(str(chosen)))
-
-
-def one_line(err: BaseException) -> str:
-    """An exception as ``Type: message`` on one line (for wrapping into a UsageError)."""
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def require_root(stream: str, root: Path, fix: str) -> None:
@@ -91,6 +87,56 @@ def memoized(name: str, paths: Sequence[Path], load: Callable[[], Arrays]) -> Ar
     arrays = load()
     _MEMO[name] = (sig, arrays)
     return arrays
+
+
+_TREES: dict[str, tuple[tuple[Path, ...], tuple[Path, ...], tuple, Any]] = {}
+
+
+def folder_entries(folder: Path) -> tuple[tuple[str, bool, bool], ...]:
+    """The entries of ``folder``: (name, whether it is a folder, whether it is a file; links
+    followed), sorted by name."""
+    with os.scandir(folder) as entries:
+        return tuple(sorted((e.name, e.is_dir(), e.is_file()) for e in entries))
+
+
+def tree_signature(folders: Sequence[Path], files: Sequence[Path]) -> Optional[tuple]:
+    """What identifies a walk of a folder tree and what it read: the entries of every folder
+    listed (``folder_entries``) and the path, size and mtime of every file read
+    (``file_signature``); None when one of them is gone."""
+    try:
+        return tuple(folder_entries(f) for f in folders), file_signature(files)
+    except OSError:
+        return None
+
+
+def memoized_tree(name: str, walk: Callable[[], tuple[Sequence[Path], Sequence[Path], Any]],
+                  load: Callable[[Any], T]) -> T:
+    """``load(found)``'s value for a folder tree, reused while the tree is unchanged, which is
+    checked before the tree is walked again (one entry per ``name``; the name includes the
+    tree's root).
+
+    ``walk()`` lists the tree (raising ``UsageError`` for what is missing or wrong) and returns
+    ``(folders, files, found)``: the folders whose entries it listed, the files it read or
+    found (a class list, the images) and what ``load`` reads. The entry keeps the folders, the
+    files and their ``tree_signature``; a later call recomputes that signature from them first
+    and reuses the value when it is equal, without walking; otherwise it walks and loads anew.
+
+    This notices every change that walking first and then comparing the files' sizes and
+    mtimes (``memoized``) notices: a walk's result depends only on the entries of the folders
+    it lists, compared in full (names and kinds), and on the contents of the files it reads,
+    compared by size and mtime as every image is. It is cheaper: one ``scandir`` per folder and
+    one ``stat`` per file, no listing of paths, sorting or parsing."""
+    hit = _TREES.get(name)
+    if hit is not None:
+        folders, files, signature, value = hit
+        if tree_signature(folders, files) == signature:
+            return value
+    folders, files, found = walk()
+    folders, files = tuple(folders), tuple(files)
+    signature = tree_signature(folders, files)
+    value = load(found)
+    _TREES[name] = (folders, files, signature, value)
+    return value
 
 
 def check_labels(stream: str, labels: np.ndarray, num_classes: int, path: Path, fix: str) -> None:

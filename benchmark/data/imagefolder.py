@@ -23,10 +23,10 @@ from typing import Optional
 
 import numpy as np
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, one_line
 from benchmark.core.options import Option
 from benchmark.data.base import StreamData
-from benchmark.data.files import Scale, array_stream, memoized, one_line
+from benchmark.data.files import Scale, array_stream, memoized_tree
 from benchmark.data.own import TRAIN_DEFAULTS, memory_budget, path_option, require_path
 from benchmark.data.registry import (
     StreamShape,
@@ -107,18 +107,26 @@ def read_split(files: list[tuple[Path, int]], size: int, grayscale: bool):
 
 
 def load(path: Optional[str], size: int, grayscale: bool):
-    """(x_train, y_train, x_test, y_test) of the tree at ``path`` (read once while its files
-    are unchanged) and the class names."""
+    """(x_train, y_train, x_test, y_test) of the tree at ``path`` and the class names; read
+    once while the tree is unchanged (``memoized_tree``: the entries of ``train``, ``test``
+    and their class folders, and every image's size and mtime)."""
     root = require_path(STREAM, path, WHAT, "my-images")
-    classes = classes_of(root)
-    files = image_files(root, classes)
 
-    def parse():
-        return read_split(files["train"], size, grayscale) + \
+    def walk():
+        classes = classes_of(root)
+        files = image_files(root, classes)
+        folders = [root / split for split in ("train", "test")]
+        folders += [root / split / name for split in ("train", "test") for name in classes]
+        paths = [p for split in ("train", "test") for p, _ in files[split]]
+        return folders, paths, (classes, files)
+
+    def parse(found):
+        classes, files = found
+        arrays = read_split(files["train"], size, grayscale) + \
             read_split(files["test"], size, grayscale)
+        return arrays, classes
 
-    paths = [p for split in ("train", "test") for p, _ in files[split]]
-    return memoized(f"{STREAM}:{root}:{size}:{grayscale}", paths, parse), classes
+    return memoized_tree(f"{STREAM}:{root}:{size}:{grayscale}", walk, parse)
 
 
 def folder_shape(path: Optional[str] = None, size: int = 32, grayscale: bool = False,

@@ -26,6 +26,7 @@ from typing import Optional
 
 import numpy as np
 
+from benchmark.core.errors import one_line
 from benchmark.data.base import StreamData
 from benchmark.data.files import (
     check_labels,
@@ -34,7 +35,6 @@ from benchmark.data.files import (
     image_stream,
     memoized,
     missing_file_error,
-    one_line,
     require_root,
     resolve_data_root,
 )

@@ -22,9 +22,9 @@ from typing import Optional
 
 import numpy as np
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, one_line
 from benchmark.data.base import StreamData
-from benchmark.data.files import Scale, array_stream, memoized, one_line
+from benchmark.data.files import Scale, array_stream, memoized
 from benchmark.data.own import (
     TRAIN_DEFAULTS,
     class_count,

@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, one_line
 from benchmark.data.augment import standard_crop_flip
 from benchmark.data.base import StreamData
 from benchmark.data.files import (
@@ -36,9 +36,8 @@ from benchmark.data.files import (
     corrupt_file_error,
     download_with,
     image_stream,
-    memoized,
+    memoized_tree,
     missing_file_error,
-    one_line,
     require_root,
     resolve_data_root,
 )
@@ -159,7 +158,9 @@ def download(root: Path) -> None:
 
 
 def load(data_root: Optional[str], download_missing: bool):
-    """(x_train, y_train, x_test, y_test): uint8 (N, 3, 64, 64) images and int64 labels."""
+    """(x_train, y_train, x_test, y_test) (uint8 (N, 3, 64, 64) images and int64 labels) and
+    the class count; read once while the tree is unchanged (``memoized_tree``: the class
+    folders' entries and every file's size and mtime)."""
     root = resolve_data_root(data_root)
     base = root / FOLDER
     wnids_path = base / "wnids.txt"
@@ -168,18 +169,23 @@ def load(data_root: Optional[str], download_missing: bool):
     require_root(STREAM, root, fix(root))
     if not wnids_path.is_file():
         raise missing_file_error(STREAM, wnids_path, fix(root))
-    wnids = read_wnids(wnids_path, root)
-    train = train_files(base, wnids, root)
-    val = val_files(base, wnids, root)
-    paths = [wnids_path, base / "val" / "val_annotations.txt"] + [p for p, _ in train + val]
+    notes = base / "val" / "val_annotations.txt"
 
-    def parse():
+    def walk():
+        wnids = read_wnids(wnids_path, root)
+        train, val = train_files(base, wnids, root), val_files(base, wnids, root)
+        folders = [base / "train" / wnid / "images" for wnid in wnids]
+        files = [wnids_path, notes] + [p for p, _ in train + val]
+        return folders, files, (len(wnids), train, val)
+
+    def parse(found):
+        num_classes, train, val = found
         x_tr, y_tr = decode_all(train, root)
         x_te, y_te = decode_all(val, root, shape=x_tr.shape[1:])
-        check_labels(STREAM, y_te, len(wnids), base / "val" / "val_annotations.txt", fix(root))
-        return x_tr, y_tr, x_te, y_te
+        check_labels(STREAM, y_te, num_classes, notes, fix(root))
+        return (x_tr, y_tr, x_te, y_te), num_classes
 
-    return memoized(STREAM, paths, parse), len(wnids)
+    return memoized_tree(f"{STREAM}:{base}", walk, parse)
 
 
 def build_split_tinyimagenet(seed: int, data_root=None, download: bool = False,

@@ -44,6 +44,15 @@ class Workload:
         return make_backbone(self.backbone, self.data.num_classes, self.data.input_shape,
                              seed=SEED)
 
+    def plain_start(self, device: torch.device):
+        """What the plain reference loops start from: (the backbone on ``device``, Adam over it
+        at the workload's rate, a CPU generator seeded with ``SEED``, the stream's ``decode``
+        or the identity)."""
+        model = self.make_model().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        decode = self.data.decode or (lambda batch: batch)
+        return model, optimizer, torch.Generator().manual_seed(SEED), decode
+
     def images(self) -> int:
         """Training samples used over all experiences and epochs (1-sample last batch skipped)."""
         per_epoch = sum(len(y) - (len(y) % self.batch_size == 1) for _, y in self.data.train)
@@ -99,12 +108,8 @@ def train_plain(work: Workload, device: torch.device) -> nn.Module:
     """The reference loop: Adam, cross-entropy, a fresh permutation from a seeded CPU generator
     per epoch, index batches on the device, each decoded from its stored form (the stream's
     ``decode``); a final batch of one sample is skipped."""
-    model = work.make_model().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=work.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(SEED)
-    bs = work.batch_size
-    decode = work.data.decode or (lambda batch: batch)
+    model, optimizer, generator, decode = work.plain_start(device)
+    loss_fn, bs = nn.CrossEntropyLoss(), work.batch_size
     for x, y in work.data.train:
         model.train()
         n = len(y)
@@ -125,12 +130,8 @@ def train_plain_replay(work: Workload, device: torch.device, samples: int) -> nn
     """Replay's reference: the plain loop with each batch joined by as many samples of a
     class-balanced buffer of ``samples`` stored samples (a random equal share per class seen,
     refilled after each experience), drawn from shuffled passes over the buffer."""
-    model = work.make_model().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=work.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(SEED)
-    bs = work.batch_size
-    decode = work.data.decode or (lambda batch: batch)
+    model, optimizer, generator, decode = work.plain_start(device)
+    loss_fn, bs = nn.CrossEntropyLoss(), work.batch_size
     kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for x, y in work.data.train:
         model.train()

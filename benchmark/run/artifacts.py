@@ -19,7 +19,6 @@ with ``torch.load(path, weights_only=False)`` where ``strategies`` can be import
 """
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import sys
@@ -29,6 +28,7 @@ from typing import Any, Optional
 
 import torch
 
+from benchmark.core.strategy_state import saved_bytes
 from benchmark.run.choices import AUTO_SECONDS
 from benchmark.run.folder import atomic_write
 
@@ -36,15 +36,9 @@ FORMAT = "clonebench.checkpoint/1"
 STEP_FILE = re.compile(r"step-(\d+)\.pt")
 
 
-def _save_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
 def save_model(model: torch.nn.Module, path: Path) -> Path:
     """Writes the model object to ``path`` atomically."""
-    atomic_write(Path(path), _save_bytes(model))
+    atomic_write(Path(path), saved_bytes(model))
     return Path(path)
 
 
@@ -74,7 +68,7 @@ class RunCheckpoints:
     def save(self, step: int, state: dict[str, Any]) -> Path:
         """Writes the state after ``step`` (1-based), then removes older checkpoints."""
         path = self.folder / f"step-{step}.pt"
-        atomic_write(path, _save_bytes({"format": FORMAT, "key": self.key, "step": step,
+        atomic_write(path, saved_bytes({"format": FORMAT, "key": self.key, "step": step,
                                         **state}))
         for older, old_path in self._step_files():
             if older != step:

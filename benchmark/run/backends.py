@@ -19,8 +19,9 @@ from typing import Any
 
 from benchmark.core.options import Option, Registry
 from benchmark.run.plan import ExecOptions, RunConfig
+from benchmark.run.protocol import prepare_sources
 from benchmark.run.queue import POLL_SECONDS, RunGroup, RunQueue
-from benchmark.run.runner import execute_runs, prepare_sources
+from benchmark.run.runner import execute_runs
 from benchmark.run.schedule import schedule, split_prepared, with_networks
 
 Backend = Callable[[Iterable[RunConfig], ExecOptions, dict[str, Any]], Iterable[dict]]

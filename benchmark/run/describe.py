@@ -60,6 +60,8 @@ def describe_records(records: list[dict], failures: list[dict], name: str) -> di
         "seeds": sorted({c["seed"] for c in configs}),
         "devices": _distinct(c.get("device") for c in configs),
         "splits": _distinct(c.get("split", "test") for c in configs),
+        "scenarios": _distinct(c.get("scenario") or {"name": "class-incremental"}
+                               for c in configs),
         "deterministic": _distinct(c.get("deterministic") for c in configs),
         "sources": _distinct(c["source"] for c in configs if c.get("source") is not None),
         "failed_reruns": [

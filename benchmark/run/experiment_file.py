@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tomllib
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, one_line
 from benchmark.run.plan import TOP_KEYS, Experiment
 from benchmark.run.words import check_name
 
@@ -41,8 +41,7 @@ def load_plugins(names: list[str]) -> None:
             raise UsageError(f"cannot load plugin {name!r}: {err}; give a module on the "
                              "Python path or a path to a .py file") from None
         except Exception as err:  # the user's module failed while importing
-            raise UsageError(f"plugin {name!r} failed to load: {type(err).__name__}: "
-                             f"{' '.join(str(err).split())}") from None
+            raise UsageError(f"plugin {name!r} failed to load: {one_line(err)}") from None
 
 
 def _expect(value, kind, what: str):

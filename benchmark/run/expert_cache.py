@@ -9,13 +9,14 @@ damaged cache never fails a run.
 from __future__ import annotations
 
 import hashlib
-import io
 import sys
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from benchmark.core.errors import first_line
+from benchmark.core.strategy_state import saved_bytes
 from benchmark.run.folder import atomic_write
 
 FORMAT = "clonebench.expert/1"
@@ -35,9 +36,8 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 def save_expert(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Writes a cache entry atomically, with its checksum."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "sha256": state_digest(state), "state": state}, buffer)
-    atomic_write(Path(path), buffer.getvalue())
+    atomic_write(Path(path), saved_bytes({"format": FORMAT, "sha256": state_digest(state),
+                                          "state": state}))
 
 
 def _problem(path: Path) -> tuple[Optional[dict], str]:
@@ -45,8 +45,7 @@ def _problem(path: Path) -> tuple[Optional[dict], str]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file: truncated, not a zip, unpickling refused
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return None, f"unreadable: {type(err).__name__}: {first}"
+        return None, f"unreadable: {type(err).__name__}: {first_line(err)}"
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(
             data.get("state"), dict):
         return None, "not in the current cache format"

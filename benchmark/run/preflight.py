@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from benchmark.core.errors import UsageError
+from benchmark.core.errors import UsageError, first_line
 from benchmark.core.models import make_backbone
 from benchmark.data import get_stream
 from benchmark.run.plan import RunConfig
@@ -49,9 +49,8 @@ def check_checkpoint_file(path: Path, backbone: str, num_classes: int,
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"source checkpoint {path} ({where}) is not a state dict of backbone "
-                         f"{backbone!r}: {first}") from None
+                         f"{backbone!r}: {first_line(err)}") from None
 
 
 def check_sources(configs: list[RunConfig], data_root: Optional[str] = None,

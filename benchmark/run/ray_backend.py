@@ -41,8 +41,9 @@ from typing import Any, Optional
 
 from benchmark.core.errors import UsageError, first_line
 from benchmark.run.plan import DEVICES, ExecOptions, RunConfig, resolve_device
+from benchmark.run.protocol import prepare_sources
 from benchmark.run.queue import POLL_SECONDS, RunGroup, RunQueue, failed_record
-from benchmark.run.runner import execute_runs, prepare_sources
+from benchmark.run.runner import execute_runs
 from benchmark.run.schedule import RunLost, schedule, split_prepared, with_networks
 
 MAX_RETRIES = 2

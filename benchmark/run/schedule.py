@@ -7,7 +7,7 @@ record as its task ends (the driver writes it). A task is either
 - a *group*: a run and its companions (``RunQueue.take_group``), one ``execute_runs``; or
 - a *preparation*: the networks the runs of one *source group* train for their protocol
   (``source_group``: same stream, options, seed, backbone, scenario and training settings),
-  ``runner.prepare_sources`` for every source those runs use. Its groups wait until it ends,
+  ``protocol.prepare_sources`` for every source those runs use. Its groups wait until it ends,
   then receive the networks (``ExecOptions.preloaded``), so every expert and pre-trained
   target is trained once per grid, not once per worker. The first group handed a network is
   credited with its training seconds (it reports them as its run would have), every later one

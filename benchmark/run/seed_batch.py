@@ -49,6 +49,7 @@ from benchmark.run.artifacts import save_model
 from benchmark.run.evaluate import StepEvaluation, predict
 from benchmark.run.plan import ExecOptions, RunConfig
 from benchmark.run.progress import progress_bar
+from benchmark.run.protocol import prepare_torch, run_data
 from benchmark.run.runner import (
     STEP_COSTS,
     empty_record,
@@ -56,8 +57,6 @@ from benchmark.run.runner import (
     execute_run,
     failure_reason,
     peak_memory_mb,
-    prepare_torch,
-    run_data,
 )
 from benchmark.run.seed_strategies import BATCHED
 from benchmark.run.seed_training import SeedGroup
