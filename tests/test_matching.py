@@ -46,7 +46,8 @@ def test_a_memory_matched_experiment_end_to_end(tmp_path):
     assert matched["config"]["hparams"]["memory_bytes"] == budget
     assert max(matched["costs"]["state_bytes"]) <= budget
     labels = (out / "tables" / "summary.csv").read_text()
-    assert "replay[memory_match=pnc]" in labels and "\nsplit-digits,split-digits,class-incremental,replay,replay," in labels
+    assert "replay[memory_match=pnc]" in labels
+    assert "\nsplit-digits,split-digits,class-incremental,replay,replay," in labels
 
 
 def test_match_memory_must_name_a_strategy_of_the_experiment(tmp_path):

@@ -205,13 +205,35 @@ def split_arrays(x: np.ndarray, y: np.ndarray, classes_per_step: list[list[int]]
     return out
 
 
+def per_class_cap(y: np.ndarray, cap: Optional[int], seed: int) -> np.ndarray:
+    """Sorted indices keeping at most ``cap`` samples of each class of ``y``: for class c, the
+    first ``cap`` of a permutation of its samples drawn from NumPy's ``default_rng([seed, c,
+    CAP_DRAW])``; all indices when ``cap`` is None."""
+    if cap is None:
+        return np.arange(len(y))
+    kept = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        order = np.random.default_rng([int(seed), int(c), CAP_DRAW]).permutation(len(members))
+        kept.append(members[np.sort(order[:cap])])
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+
+
+CAP_DRAW = 11  # the purpose of the per-class cap's draws
+
+
 def array_stream(*, name: str, seed: int, arrays: Arrays, num_classes: int, backbone: str,
                  n_experiences: int, first: Optional[int] = None, decode=None, augment=None,
-                 options: Optional[dict] = None) -> StreamData:
+                 options: Optional[dict] = None, train_per_class: Optional[int] = None
+                 ) -> StreamData:
     """A class-incremental stream over arrays ``(x_train, y_train, x_test, y_test)`` (inputs
     kept at their dtype, decoded batch by batch by ``decode``): class order from the seed,
-    the arrays' own train/test split."""
+    the arrays' own train/test split, at most ``train_per_class`` training samples per class
+    (``per_class_cap``)."""
     x_tr, y_tr, x_te, y_te = arrays
+    if train_per_class is not None:
+        kept = per_class_cap(y_tr, train_per_class, seed)
+        x_tr, y_tr = x_tr[kept], y_tr[kept]
     classes = split_classes(class_order(num_classes, seed), n_experiences, first)
     return StreamData(
         name=name,

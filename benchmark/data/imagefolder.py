@@ -34,6 +34,7 @@ from benchmark.data.registry import (
     first_option,
     n_experiences_option,
     register_stream,
+    train_per_class_option,
 )
 
 STREAM = "split-folder"
@@ -130,7 +131,8 @@ def load(path: Optional[str], size: int, grayscale: bool):
 
 
 def folder_shape(path: Optional[str] = None, size: int = 32, grayscale: bool = False,
-                 n_experiences: int = 2, first: Optional[int] = None) -> StreamShape:
+                 n_experiences: int = 2, first: Optional[int] = None,
+                 train_per_class: Optional[int] = None) -> StreamShape:
     """Class count (from the folder names), input shape, backbone and memory budget."""
     classes = classes_of(require_path(STREAM, path, WHAT, "my-images"))
     shape = (1 if grayscale else 3, size, size)
@@ -140,15 +142,17 @@ def folder_shape(path: Optional[str] = None, size: int = 32, grayscale: bool = F
 
 def build_split_folder(seed: int, data_root=None, download: bool = False,
                        path: Optional[str] = None, size: int = 32, grayscale: bool = False,
-                       n_experiences: int = 2, first: Optional[int] = None) -> StreamData:
+                       n_experiences: int = 2, first: Optional[int] = None,
+                       train_per_class: Optional[int] = None) -> StreamData:
     """The stream of the image tree at ``path`` for ``seed`` (``data_root`` and ``download``
     are unused)."""
     arrays, classes = load(path, size, grayscale)
     return array_stream(name=STREAM, seed=seed, arrays=arrays, num_classes=len(classes),
                         backbone="cnn", n_experiences=n_experiences, first=first,
-                        decode=Scale(255.0),
+                        decode=Scale(255.0), train_per_class=train_per_class,
                         options={"path": path, "size": size, "grayscale": grayscale,
-                                 "n_experiences": n_experiences, "first": first})
+                                 "n_experiences": n_experiences, "first": first,
+                                 "train_per_class": train_per_class})
 
 
 register_stream(
@@ -166,7 +170,7 @@ register_stream(
                         "(else RGB)"),
                  n_experiences_option(2, "number of experiences (divides the class count, "
                                          "or the classes after the first experience)"),
-                 first_option()),
+                 first_option(), train_per_class_option()),
         shape=folder_shape,
     )
 )

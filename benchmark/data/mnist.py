@@ -14,8 +14,10 @@ The first folder holding any of the four files is the one read, and it must hold
 partial copy is an error, never silently completed from elsewhere). They are parsed with NumPy
 (no torchvision import unless ``download=True``, which fetches missing files into the data
 root with torchvision's MNIST/FashionMNIST). The split is the data set's own (60,000 train /
-10,000 test); the seed decides the class order. Inputs are 1 x H x W (28 x 28) uint8, decoded
-batch by batch by normalising with the data set's mean and std; no augmentation.
+10,000 test); the seed decides the class order; ``train_per_class`` keeps a seeded draw of that
+many training images per class (the test set stays whole). Inputs are 1 x H x W (28 x 28)
+uint8, decoded batch by batch by normalising with the data set's mean and std; no
+augmentation.
 """
 from __future__ import annotations
 
@@ -38,7 +40,12 @@ from benchmark.data.files import (
     require_root,
     resolve_data_root,
 )
-from benchmark.data.registry import StreamSpec, n_experiences_option, register_stream
+from benchmark.data.registry import (
+    StreamSpec,
+    n_experiences_option,
+    register_stream,
+    train_per_class_option,
+)
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -176,12 +183,13 @@ class MnistFormat:
         return tuple(arrays)
 
     def build(self, seed: int, data_root=None, download: bool = False,
-              n_experiences: int = 5) -> StreamData:
+              n_experiences: int = 5, train_per_class: Optional[int] = None) -> StreamData:
         arrays = self.load(data_root, download)
         return image_stream(name=self.stream, seed=seed, arrays=arrays, num_classes=10,
                             mean=(self.mean,), std=(self.std,), backbone="cnn",
-                            n_experiences=n_experiences,
-                            options={"n_experiences": n_experiences})
+                            n_experiences=n_experiences, train_per_class=train_per_class,
+                            options={"n_experiences": n_experiences,
+                                     "train_per_class": train_per_class})
 
 
 MNIST = MnistFormat("split-mnist", "MNIST", "MNIST", 0.1307, 0.3081, "MNIST")
@@ -202,7 +210,8 @@ for _fmt, _summary in (
             summary=_summary,
             backbone="cnn",
             train_defaults=dict(TRAIN_DEFAULTS),
-            options=(n_experiences_option(5, "number of experiences (divides 10)"),),
+            options=(n_experiences_option(5, "number of experiences (divides 10)"),
+                     train_per_class_option()),
             needs_data_root=True,
             num_classes=10,
             input_shape=(1, 28, 28),

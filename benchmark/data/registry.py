@@ -100,6 +100,12 @@ def first_option() -> Option:
                   "over the others); none = all equal", low=1, nullable=True)
 
 
+def train_per_class_option() -> Option:
+    return Option("train_per_class", int, None, "training samples kept per class (a draw "
+                  "seeded by the seed and the class, in the data set's order); none: all",
+                  low=1, nullable=True)
+
+
 def augment_option() -> Option:
     return Option("augment", bool, True,
                   "random crop (4-pixel padding) + horizontal flip of training batches")

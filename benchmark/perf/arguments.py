@@ -2,7 +2,7 @@
 --help`` imports nothing heavy."""
 from __future__ import annotations
 
-WORKLOADS = ("split-digits", "synthetic-cifar100")
+WORKLOADS = ("split-digits", "synthetic-fashion", "synthetic-cifar100")
 
 
 def add_arguments(p) -> None:
@@ -16,9 +16,12 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per method; the median "
                    "is reported (default: 3)")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help=f"comma-separated, among {', '.join(WORKLOADS)} (default: both)")
+                   help=f"comma-separated, among {', '.join(WORKLOADS)} (default: all)")
     p.add_argument("--images-per-experience", type=int, help="training images per experience "
-                   "of synthetic-cifar100 (default: 200 on cpu, 5000 on cuda)")
+                   "of the synthetic workloads (default: 200 on cpu, 5000 on cuda; 1000 for "
+                   "synthetic-fashion on cpu)")
+    p.add_argument("--cnn", help="the backbone of synthetic-fashion (default: the committed "
+                   "Fashion-MNIST CNN)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads during the "
                    "measurement (default: 1, as in runs)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="also print the N "

@@ -22,9 +22,11 @@ way (one epoch of the first experience). On a GPU the clock is
 read after ``torch.cuda.synchronize``. Images per second count every training sample used per
 epoch (a final batch of one sample is skipped, by all three).
 
-Workloads: ``split-digits`` (the default stream, MLP) and ``synthetic-cifar100``, random tensors
-with CIFAR-100's shapes (3 x 32 x 32, 100 classes, 10 x 10) and its default backbone, reduced
-ResNet-18. For ``finetune`` the suite and the plain loop draw the same shuffles from the same
+Workloads: ``split-digits`` (the default stream, MLP), ``synthetic-fashion``, random uint8
+images of Fashion-MNIST's shape (1 x 28 x 28, 10 classes, 5 x 2) decoded as the real stream is,
+on the CNN of the committed Fashion-MNIST results (``--cnn`` for another), and
+``synthetic-cifar100``, random tensors with CIFAR-100's shapes (3 x 32 x 32, 100 classes,
+10 x 10) and its default backbone, reduced ResNet-18. For ``finetune`` the suite and the plain loop draw the same shuffles from the same
 seed, so they must end with the same weights; the command prints the largest difference as a
 check that both did the same work.
 
@@ -225,8 +227,18 @@ def run(args) -> int:
         return seed_batch.run(args, device)
     hparams = get_strategy(args.strategy).resolve({})
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    per_exp = args.images_per_experience or (5000 if device.type == "cuda" else 200)
-    works = [make_workload(n, args.epochs, per_exp, device) for n in names]
+    def images(name: str) -> int:
+        if args.images_per_experience:
+            return args.images_per_experience
+        if device.type == "cuda":
+            return 5000
+        return 1000 if name == "synthetic-fashion" else 200
+
+    from benchmark.core.models import canonical_backbone
+    from benchmark.perf.workloads import FASHION_CNN
+
+    cnn = canonical_backbone(args.cnn) if args.cnn else FASHION_CNN
+    works = [make_workload(n, args.epochs, images(n), device, cnn) for n in names]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -23,6 +23,8 @@ from benchmark.data import StreamData, class_order, get_stream, split_classes
 from benchmark.perf.arguments import WORKLOADS
 
 SEED = 0
+# The CNN of the committed Fashion-MNIST results (docs/tuning.md: chosen on validation data).
+FASHION_CNN = "cnn:channels=16-32-64"
 
 
 @dataclass
@@ -85,8 +87,30 @@ def synthetic_cifar100(images_per_experience: int, n_experiences: int = 10,
                       options={"n_experiences": n_experiences})
 
 
+def synthetic_fashion(images_per_experience: int, seed: int = SEED) -> StreamData:
+    """Random uint8 images of Fashion-MNIST's shape (1 x 28 x 28), 10 classes in 5 x 2
+    experiences, ``images_per_experience`` training images each, stored as uint8 and decoded by
+    Fashion-MNIST's normalisation (as the real stream is)."""
+    from benchmark.data.files import Normalise
+
+    gen = torch.Generator().manual_seed(seed)
+    classes = split_classes(class_order(10, seed), 5)
+    train, test = [], []
+    for cls in classes:
+        labels = torch.tensor(cls, dtype=torch.int64)
+        y = labels[torch.arange(images_per_experience) % len(cls)]
+        x = torch.randint(0, 256, (images_per_experience, 1, 28, 28), generator=gen,
+                          dtype=torch.uint8)
+        train.append((x, y))
+        test.append((x[: len(cls)].clone(), labels.clone()))
+    return StreamData(name="synthetic-fashion", seed=seed, num_classes=10,
+                      input_shape=(1, 28, 28), backbone="cnn", classes_per_step=classes,
+                      train=train, test=test, options={"n_experiences": 5},
+                      decode=Normalise((0.2860,), (0.3530,)))
+
+
 def make_workload(name: str, epochs: Optional[int], images_per_experience: int,
-                  device: torch.device) -> Workload:
+                  device: torch.device, cnn: str = FASHION_CNN) -> Workload:
     if name == "split-digits":
         spec = get_stream(name)
         data = spec.build(seed=SEED).to(device)
@@ -96,6 +120,10 @@ def make_workload(name: str, epochs: Optional[int], images_per_experience: int,
     if name == "synthetic-cifar100":
         data = synthetic_cifar100(images_per_experience).to(device)
         return Workload(name, data, "reduced-resnet18", epochs or 1, 32, 0.001)
+    if name == "synthetic-fashion":
+        data = synthetic_fashion(images_per_experience).to(device)
+        td = get_stream("split-fashion-mnist").train_defaults
+        return Workload(name, data, cnn, epochs or 1, td["batch_size"], td["lr"])
     raise UsageError(f"unknown workload {name!r}; choose among {', '.join(WORKLOADS)}")
 
 
