@@ -26,9 +26,9 @@ Workloads: ``split-digits`` (the default stream, MLP), ``synthetic-fashion``, ra
 images of Fashion-MNIST's shape (1 x 28 x 28, 10 classes, 5 x 2) decoded as the real stream is,
 on the CNN of the committed Fashion-MNIST results (``--cnn`` for another), and
 ``synthetic-cifar100``, random tensors with CIFAR-100's shapes (3 x 32 x 32, 100 classes,
-10 x 10) and its default backbone, reduced ResNet-18. For ``finetune`` the suite and the plain loop draw the same shuffles from the same
-seed, so they must end with the same weights; the command prints the largest difference as a
-check that both did the same work.
+10 x 10) and its default backbone, reduced ResNet-18. For ``finetune`` the suite and the plain
+loop draw the same shuffles from the same seed, so they must end with the same weights; the
+command prints the largest difference as a check that both did the same work.
 
 ``--agreement`` instead compares the final accuracies of the suite's ``replay``, ``icarl`` and
 ``der`` with plain Avalanche's (``benchmark.perf.agreement``); ``--seed-batch`` times seeds run
