@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.clonebench-installed
 OUT    ?= results/default
 
-.PHONY: setup demo test test-fast clean-venv data tuning router-study results-matched \
-        results-pretrained results-fashion results
+.PHONY: setup demo test test-fast clean-venv data tuning tuning-scenarios tuning-cnn \
+        router-study results-matched results-pretrained results-fashion results-fashion-cnn \
+        results-cloning results-cloning-cnn results-domain results-mixed \
+        results-dynamic-expansion verdict readme results
 
 setup: $(STAMP)
 
@@ -14,6 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,ray]"
+	@$(VENV)/bin/clonebench list > /dev/null  # fills the cache that makes `clonebench list` fast
 	@touch $(STAMP)
 
 # Runs the default experiment (split-digits, every strategy, 10 seeds)
@@ -59,6 +62,27 @@ router-study: setup data
 	  pnc.router_space=input,input+target --jobs $(JOBS) \
 	  --out results/tuning/split-fashion-mnist/routers
 
+# The options each strategy uses in the other scenarios, chosen on their validation data with
+# the same trial budget for every strategy (split-digits, tuning seeds 100 and 101).
+tuning-scenarios: setup
+	for s in cloning domain-incremental mixed; do rm -rf results/tuning/$$s-split-digits; \
+	  $(VENV)/bin/clonebench tune --stream split-digits --scenario $$s --jobs $(JOBS) \
+	    --out results/tuning/$$s-split-digits || exit 1; done
+
+# The convolutional setting of split-fashion-mnist (the CNN's widths, epochs, training images
+# per class), chosen on validation data by joint and finetune (docs/tuning.md).
+CNN_WIDTHS ?= 8-16-32 16-32-64
+CNN_EPOCHS ?= 2 4
+CNN_PER_CLASS ?= 1000 2000
+tuning-cnn: setup data
+	for w in $(CNN_WIDTHS); do for e in $(CNN_EPOCHS); do for n in $(CNN_PER_CLASS); do \
+	  out=results/tuning/split-fashion-mnist/cnn-$$w-e$$e-n$$n; rm -rf $$out; \
+	  cfg=$$(mktemp --suffix=.toml); \
+	  printf 'stream = "split-fashion-mnist"\n[backbone]\nsplit-fashion-mnist = "cnn:channels=%s"\n[stream_options.split-fashion-mnist]\ntrain_per_class = %s\n' $$w $$n > $$cfg; \
+	  $(VENV)/bin/clonebench tune --config $$cfg --strategies joint,finetune \
+	    --grid finetune.lr_scale=1.0 --seeds 100 --epochs $$e --jobs $(JOBS) --out $$out \
+	    || exit 1; rm -f $$cfg; done; done; done
+
 results-matched: setup
 	rm -rf results/memory-matched
 	$(VENV)/bin/clonebench run --config experiments/memory-matched.toml --jobs $(JOBS)
@@ -74,7 +98,53 @@ results-fashion: setup data
 	status=$$?; echo "fashion-mnist grid wall time: $$(( $$(date +%s) - start )) s"; \
 	exit $$status
 
-results: demo tuning router-study results-matched results-pretrained results-fashion
+results-fashion-cnn: setup data
+	rm -rf results/fashion-mnist-cnn
+	@start=$$(date +%s); \
+	$(VENV)/bin/clonebench run --config experiments/fashion-mnist-cnn.toml --jobs $(JOBS); \
+	status=$$?; echo "fashion-mnist-cnn grid wall time: $$(( $$(date +%s) - start )) s"; \
+	exit $$status
+
+# The cloning scenario with 10 shots and with all samples per cloned class, on split-digits and
+# Fashion-MNIST (MLP), and on Fashion-MNIST with the CNN; the scenario's tuning first.
+results-cloning: setup data
+	rm -rf results/cloning
+	for c in cloning-digits cloning-fashion; do for shots in 10 all; do \
+	  $(VENV)/bin/clonebench run --config experiments/$$c.toml --scenario-option shots=$$shots \
+	    --out results/cloning --jobs $(JOBS) --quiet || exit 1; done; done
+
+results-cloning-cnn: setup data
+	rm -rf results/cloning-cnn
+	for shots in 10 all; do \
+	  $(VENV)/bin/clonebench run --config experiments/cloning-cnn.toml \
+	    --scenario-option shots=$$shots --out results/cloning-cnn --jobs $(JOBS) --quiet \
+	    || exit 1; done
+
+results-domain: setup
+	rm -rf results/domain
+	$(VENV)/bin/clonebench run --config experiments/domain.toml --jobs $(JOBS)
+
+results-mixed: setup
+	rm -rf results/mixed
+	$(VENV)/bin/clonebench run --config experiments/mixed.toml --jobs $(JOBS)
+
+results-dynamic-expansion: setup
+	rm -rf results/dynamic-expansion
+	for s in domain-incremental mixed; do \
+	  $(VENV)/bin/clonebench run --config experiments/dynamic-expansion.toml --scenario $$s \
+	    --out results/dynamic-expansion --jobs $(JOBS) --quiet || exit 1; done
+
+# The verdict map over the committed folders, then the README's generated sections.
+verdict: setup
+	$(VENV)/bin/clonebench verdict
+
+readme: setup
+	$(VENV)/bin/clonebench readme
+
+results: demo tuning tuning-scenarios tuning-cnn router-study results-matched \
+         results-pretrained results-fashion results-fashion-cnn results-cloning \
+         results-cloning-cnn results-domain results-mixed results-dynamic-expansion verdict \
+         readme
 
 # Real Fashion-MNIST with no download: Debian's package dataset-fashion-mnist puts the four IDX
 # .gz files in $(FASHION_DIR), where split-fashion-mnist looks after the data root. Installs it

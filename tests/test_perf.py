@@ -79,16 +79,30 @@ def test_perf_pnc_reference_does_the_suites_work():
 
 
 @pytest.mark.slow
-def test_perf_both_workloads_with_another_strategy():
+def test_perf_every_workload_with_another_strategy():
     code, out, _ = run_perf(["--strategy", "lwf", "--epochs", "1", "--repeats", "2",
                              "--images-per-experience", "4", "--device", "cpu", "--threads", "1"])
     assert code == 0
     rows = parse_table(out)
-    assert [r["stream"] for r in rows] == ["split-digits", "synthetic-cifar100"]
-    assert rows[1]["backbone"] == "reduced-resnet18" and rows[1]["steps"] == "10x10"
-    assert rows[1]["images"] == "40"
+    assert [r["stream"] for r in rows] == ["split-digits", "synthetic-fashion",
+                                           "synthetic-cifar100"]
+    assert rows[1]["backbone"] == "cnn:channels=16-32-64" and rows[1]["steps"] == "5x2"
+    assert rows[1]["images"] == "20"  # 4 a step, 5 steps, 1 epoch
+    assert rows[2]["backbone"] == "reduced-resnet18" and rows[2]["steps"] == "10x10"
+    assert rows[2]["images"] == "40"
     for row in rows:
         check_row(row)
+
+
+def test_synthetic_fashion_is_stored_as_uint8_and_decoded_like_the_real_stream():
+    data = workloads.synthetic_fashion(images_per_experience=6)
+    assert data.input_shape == (1, 28, 28) and data.n_steps == 5
+    x, y = data.train[0]
+    assert x.dtype == torch.uint8 and len(y) == 6 and set(y.tolist()) <= set(
+        data.classes_per_step[0])
+    decoded = data.inputs(x)
+    assert decoded.dtype == torch.float32
+    assert torch.allclose(decoded, (x.float() / 255 - 0.2860) / 0.3530)
 
 
 def test_synthetic_cifar100_shapes():
