@@ -54,3 +54,55 @@ def test_tuning_ran_on_validation_and_chose_the_current_defaults():
     for _, row in choices.iterrows():
         defaults = label(STRATEGIES.get(row["strategy"]).resolve({}))
         assert json.loads(row["chosen"]) == json.loads(defaults), row["strategy"]
+
+
+SCENARIO_FOLDERS = {"cloning": "cloning", "domain": "domain-incremental",
+                    "mixed": "mixed"}
+
+
+@pytest.mark.parametrize("folder, scenario", sorted(SCENARIO_FOLDERS.items()))
+def test_each_scenario_folder_holds_every_supporting_strategy_on_five_seeds_or_more(
+        folder, scenario):
+    table = summary(folder)
+    supporting = {n for n in STRATEGIES.names() if scenario in STRATEGIES[n].scenarios}
+    assert set(table["scenario"]) == {scenario}
+    assert supporting <= set(table["strategy"])
+    assert (table["n"] >= 5).all() and (table["n_failed"] == 0).all()
+    for metric in BOUNDED:
+        low, high = table[f"{metric}_ci_low"].dropna(), table[f"{metric}_ci_high"].dropna()
+        assert (low >= 0).all() and (high <= 1).all(), (folder, metric)
+
+
+def test_cloning_covers_both_streams_and_both_shot_counts():
+    table = summary("cloning")
+    assert set(table["dataset"]) == {"split-digits", "split-fashion-mnist"}
+    assert table["stream"].str.contains("shots=10").any()
+    assert table["stream"].str.contains("shots=all").any()
+
+
+def test_dynamic_expansion_distils_in_its_own_setting():
+    """In results/domain, and in its own comparison, dynamic expansion takes the distillation
+    path on at least one step of every seed where it is set to (records' step decisions)."""
+    from benchmark.run.store import ResultsStore
+
+    for folder in ("domain", "dynamic-expansion"):
+        if not (RESULTS / folder / "runs").is_dir():
+            pytest.skip(f"results/{folder} is not committed in this checkout")
+        records = [r for r in ResultsStore(RESULTS / folder).records()
+                   if r["config"]["strategy"] == "dynamic-expansion"]
+        never = [r for r in records if r["config"]["hparams"]["expansion"] == "never"]
+        assert never, folder
+        for r in never:
+            decisions = [s["decision"] for s in r["steps"]]
+            assert decisions[0] == "initial" and set(decisions[1:]) == {"distil"}, folder
+
+
+def test_the_fashion_cnn_grid_reaches_joints_bar_and_fits_the_budget():
+    table = summary("fashion-mnist-cnn")
+    joint = table[table["label"] == "joint"].iloc[0]
+    assert joint["final_accuracy_mean"] >= 0.88
+    assert (table["n"] >= 5).all() and (table["n_failed"] == 0).all()
+    runs = pd.read_csv(RESULTS / "fashion-mnist-cnn" / "tables" / "runs.csv")
+    assert (runs["status"] == "ok").all()
+    spent = runs["seconds"].sum() + runs["source_seconds"].fillna(0).sum()
+    assert spent <= 2 * 45 * 60  # two cores for 45 minutes

@@ -179,7 +179,7 @@ def test_pnc_in_plain_avalanche_code_without_a_provider():
 
 
 @pytest.mark.parametrize("options", [
-    dict(routing="gaussian"), dict(routing="gate", negatives="mixing"),
+    dict(routing="autoencoder"), dict(routing="gate", negatives="mixing"),
     dict(routing="gate", negatives="inversion", inversion_steps=3, inversion_samples=4),
     dict(routing="none")])
 def test_every_routing_keeps_the_target_intact_and_removable(options):

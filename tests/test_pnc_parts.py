@@ -17,7 +17,9 @@ from strategies.pnc.routers import GaussianRouter, GaussianStats
 from strategies.pnc.strategy import best_position
 
 BACKBONES = [("mlp", (1, 6, 6)), ("cnn", (1, 8, 8)), ("reduced-resnet18", (3, 8, 8)),
-             ("resnet32", (3, 8, 8)), ("resnet18", (3, 16, 16))]
+             ("resnet32", (3, 8, 8)), ("resnet18", (3, 16, 16)),
+             # the CNN of the committed Fashion-MNIST results, on its inputs' shape
+             ("cnn:channels=16-32-64", (1, 28, 28))]
 
 
 def gated(source, masks, x, upto=None):

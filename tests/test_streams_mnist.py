@@ -18,6 +18,7 @@ from stream_files import (
     cli_error,
     idx_bytes,
     one_epoch_record,
+    run_cli,
     write_cifar10,
     write_mnist,
 )
@@ -280,3 +281,36 @@ def test_make_data_installs_once_and_says_what_to_do_without_apt(tmp_path):
     code, out = make_data(tmp_path, folder, fake)
     assert code == 0 and f"already in {folder}" in out
     assert log.read_text() == "install -y dataset-fashion-mnist\n"  # idempotent
+
+
+def test_train_per_class_keeps_a_seeded_draw_of_each_class(tmp_path):
+    arrays = write_mnist(tmp_path, "FashionMNIST", train_per_class=5)
+    spec = get_stream("split-fashion-mnist")
+    data = spec.build(seed=2, data_root=str(tmp_path), train_per_class=3)
+    for (x, y), classes in zip(data.train, data.classes_per_step):
+        assert all(int((y == c).sum()) == 3 for c in classes)
+        for c in classes:  # the kept images are some of the file's images of that class
+            files = arrays["train_images"][arrays["train_labels"] == c]
+            kept = x[y == c][:, 0].numpy()
+            assert all(any((img == f).all() for f in files) for img in kept)
+    again = spec.build(seed=2, data_root=str(tmp_path), train_per_class=3)
+    other = spec.build(seed=5, data_root=str(tmp_path), train_per_class=3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(data.train, again.train))
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(data.train, other.train)
+               if a[0].shape == b[0].shape)
+    assert sum(len(y) for _, y in data.test) == len(arrays["test_labels"])  # test set whole
+    whole = spec.build(seed=2, data_root=str(tmp_path), train_per_class=None)
+    assert sum(len(y) for _, y in whole.train) == len(arrays["train_labels"])
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_bad_train_per_class_is_one_line_exit_2(tmp_path, value):
+    write_mnist(tmp_path, "FashionMNIST")
+    config = tmp_path / "exp.toml"
+    config.write_text('stream = "split-fashion-mnist"\nstrategies = ["finetune"]\nseeds = [0]\n'
+                      f'[stream_options.split-fashion-mnist]\ntrain_per_class = "{value}"\n')
+    out = tmp_path / "out"
+    code, _, err = run_cli(["run", "--config", config, "--data-root", tmp_path, "--out", out,
+                            "--quiet"])
+    assert code == 2 and err.count("\n") == 1 and "train_per_class" in err, err
+    assert not out.exists()

@@ -2,7 +2,8 @@
 
 Every strategy gets the same budget of trials (``trials``): its whole grid when the grid is no
 larger, else a random sample of the grid (seeded) that always contains the strategy's current
-defaults, so tuning can only keep or improve on them. Strategies without options (finetune) and
+defaults, so tuning can only keep or improve on them. Strategies without a grid (finetune: plain
+training, whose ``lr_scale`` is a variant of dynamic expansion's comparison, not tuned) and
 references that share another strategy's options (pnc-oracle takes pnc's) have one trial.
 """
 from __future__ import annotations
@@ -17,7 +18,6 @@ from benchmark.core.errors import UsageError
 SPACES: dict[str, dict[str, list[Any]]] = {
     "ewc": {"ewc_lambda": [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]},
     "lwf": {"alpha": [0.5, 1.0, 2.0, 5.0], "temperature": [1.0, 2.0]},
-    "finetune": {"lr_scale": [1.0, 0.3, 0.1]},
     "joint": {"init": ["current", "theta0"]},
     "dynamic-expansion": {"gap_threshold": [0.5, 1.0, 1.5], "routing": ["prototype", "logits"],
                           "lr_scale": [1.0, 0.1]},

@@ -1,8 +1,8 @@
 """PNC's ablations, run beside it so that its result can be attributed.
 
 - ``pnc-router`` (an ablation): the Gaussian router's own classifier and nothing else (PNC's
-  router with ``routing = gaussian``; with the default autoencoder router, which keeps no class
-  statistics, it is what stored class statistics alone achieve beside PNC): per step,
+  default router, ``routing = gaussian``, used as a classifier; with another router it is
+  what stored class statistics alone achieve beside PNC): per step,
   class-conditional Gaussians with the step's pooled, shrunk covariance, fitted in the same
   space as PNC's router; a sample gets the class of highest density. No clone module, no target
   head: what the stored statistics alone achieve. With a space that reads the target's features

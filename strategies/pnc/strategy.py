@@ -130,7 +130,7 @@ def best_position(scores: dict, parameters: dict, tolerance: float = 0.0,
 
 
 OPTIONS = (
-    Option("routing", str, "autoencoder", "how the steps' outputs are combined: class-statistics "
+    Option("routing", str, "gaussian", "how the steps' outputs are combined: class-statistics "
            "Gaussians, statistics-free autoencoders (Expert Gate) or gates against synthesised "
            "negatives, or none (raw logits, an ablation)", choices=ROUTINGS),
     Option("router_space", str, "input", "features the routers read", choices=ROUTER_SPACES),
