@@ -1,4 +1,5 @@
 # `make demo` and `make test` are all a new user needs; both set up .venv first.
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -70,18 +71,22 @@ tuning-scenarios: setup
 	    --out results/tuning/$$s-split-digits || exit 1; done
 
 # The convolutional setting of split-fashion-mnist (the CNN's widths, epochs, training images
-# per class), chosen on validation data by joint and finetune (docs/tuning.md).
-CNN_WIDTHS ?= 8-16-32 16-32-64
-CNN_EPOCHS ?= 2 4
-CNN_PER_CLASS ?= 1000 2000
+# per class, `all` = the whole training set, and the learning rate), chosen on validation data
+# by joint and finetune (docs/tuning.md). Each trial is WIDTHS/EPOCHS/PER_CLASS[/LR] (LR
+# defaults to the stream's 0.001); CNN_TRIALS="..." runs only those.
+CNN_TRIALS ?= $(foreach w,8-16-32 16-32-64,$(foreach e,2 4,$(foreach n,1000 2000,$(w)/$(e)/$(n)))) \
+              8-16-32/2/all 16-32-64/1/all 16-32-64/2/all 16-32-64/1/all/0.003 \
+              16-32-64/1/all/0.01
 tuning-cnn: setup data
-	for w in $(CNN_WIDTHS); do for e in $(CNN_EPOCHS); do for n in $(CNN_PER_CLASS); do \
-	  out=results/tuning/split-fashion-mnist/cnn-$$w-e$$e-n$$n; rm -rf $$out; \
+	for t in $(CNN_TRIALS); do IFS=/ read -r w e n lr <<< "$$t"; \
+	  out=results/tuning/split-fashion-mnist/cnn-$$w-e$$e-n$$n$${lr:+-lr$$lr}; rm -rf $$out; \
 	  cfg=$$(mktemp --suffix=.toml); \
-	  printf 'stream = "split-fashion-mnist"\n[backbone]\nsplit-fashion-mnist = "cnn:channels=%s"\n[stream_options.split-fashion-mnist]\ntrain_per_class = %s\n' $$w $$n > $$cfg; \
+	  printf 'stream = "split-fashion-mnist"\n[backbone]\nsplit-fashion-mnist = "cnn:channels=%s"\n' $$w > $$cfg; \
+	  test -z "$$lr" || printf '[train]\nlr = %s\n' $$lr >> $$cfg; \
+	  test $$n = all || printf '[stream_options.split-fashion-mnist]\ntrain_per_class = %s\n' $$n >> $$cfg; \
 	  $(VENV)/bin/clonebench tune --config $$cfg --strategies joint,finetune \
 	    --grid finetune.lr_scale=1.0 --seeds 100 --epochs $$e --jobs $(JOBS) --out $$out \
-	    || exit 1; rm -f $$cfg; done; done; done
+	    || exit 1; rm -f $$cfg; done
 
 results-matched: setup
 	rm -rf results/memory-matched

@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     readme = sub.add_parser("readme", help="rewrite the README's generated sections from the "
                             "committed tables (--check: only say whether they match)")
     readme.add_argument("--check", action="store_true", help="exit 1 when the README differs")
-    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.add_argument("files", type=Path, nargs="*", help="Markdown files with generated "
+                        "sections (default: README.md docs/tuning.md)")
     readme.add_argument("--results", type=Path, default=Path("results"))
     compare = sub.add_parser("compare", help="whether two results folders agree within their "
                              "intervals, per stream, strategy and metric (exit 1 when not)")
@@ -285,9 +286,11 @@ def cmd_verdict(args) -> int:
 def cmd_readme(args) -> int:
     from benchmark.report import readme
 
-    if not args.readme.is_file():
-        raise UsageError(f"{args.readme} does not exist")
-    return readme.run(args.readme, args.results, args.check)
+    files = args.files or [Path("README.md"), Path("docs/tuning.md")]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]} does not exist")
+    return max(readme.run(f, args.results, args.check) for f in files)
 
 
 def _names(texts: Optional[list[str]]) -> list[str]:

@@ -72,4 +72,5 @@ def test_tuning_runs_every_trial_in_one_grid(tmp_path, monkeypatch):
                      sweep.ExecOptions(), quiet=True)
     planned = sweep.plan_trials(["finetune", "lwf"], 2, {"lwf": {"alpha": [0.5, 1.0]}})
     assert len(calls) == 1 and isinstance(calls[0], list)
-    assert len(calls[0]) == sum(len(t) for t in planned.values()) == 4
+    assert len(planned["finetune"]) == 1 and len(planned["lwf"]) == 2  # finetune is not tuned
+    assert len(calls[0]) == sum(len(t) for t in planned.values()) == 3

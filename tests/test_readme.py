@@ -7,20 +7,37 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from benchmark.report import readme
+from benchmark.report.tuning_text import settings_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_readme_is_what_the_committed_tables_give():
-    text = (ROOT / "README.md").read_text()
-    names = readme.sections(text)
-    assert "verdict" in names and "evidence" in names and "summary default" in names
-    assert readme.rewrite(text, ROOT / "results") == text, (
-        "README differs from the committed tables in section "
-        f"{readme.first_difference(text, readme.rewrite(text, ROOT / 'results'))!r}; "
-        "run `make readme`")
+@pytest.mark.parametrize("name, expected", [
+    ("README.md", {"verdict", "evidence", "summary default", "summary fashion-mnist-cnn",
+                   "summary cloning", "summary domain", "summary mixed"}),
+    ("docs/tuning.md", {"trials tuning/split-digits", "trials tuning/cloning-split-digits",
+                        "settings tuning/split-fashion-mnist/cnn-*"}),
+])
+def test_the_docs_are_what_the_committed_tables_give(name, expected):
+    text = (ROOT / name).read_text()
+    assert expected <= set(readme.sections(text))
+    new = readme.rewrite(text, ROOT / "results")
+    assert new == text, (f"{name} differs from the committed tables in section "
+                         f"{readme.first_difference(text, new)!r}; run `make readme`")
+
+
+def test_a_settings_table_reads_the_chosen_scores_and_a_runs_cost(tmp_path):
+    folder = tmp_path / "cnn-a" / "tables"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"strategy": ["joint", "finetune"], "final_accuracy_mean": [0.8812, 0.2],
+                  "chosen": ["{}", "{}"]}).to_csv(folder / "choices.csv", index=False)
+    pd.DataFrame({"strategy": ["joint", "finetune", "finetune"],
+                  "seconds": [9.0, 2.0, 4.0]}).to_csv(folder / "runs.csv", index=False)
+    text = settings_markdown([tmp_path / "cnn-a"], ["cnn-a"])
+    assert text.splitlines()[-1] == "| cnn-a | 0.881 | 0.200 | 3.0 |"
 
 
 def test_changing_one_committed_value_changes_the_readme(tmp_path):

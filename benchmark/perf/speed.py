@@ -135,12 +135,13 @@ COLUMNS = ("stream", "backbone", "steps", "epochs", "batch", "images", "plain s"
 
 
 def table_row(work: Workload, seconds: dict[str, float]) -> list[str]:
-    """One table row: the workload, median seconds, ratios and images per second."""
+    """One table row: the workload, median seconds (4 significant digits, so that the ratios
+    and rates can be recomputed from the row), ratios and images per second."""
     r = ratios(seconds)
     n = work.images()
     steps = f"{work.data.n_steps}x{len(work.data.classes_per_step[0])}"
     return [work.name, work.backbone, steps, str(work.epochs), str(work.batch_size), str(n),
-            *(f"{seconds[m]:.3f}" for m in METHODS),
+            *(f"{seconds[m]:.4g}" for m in METHODS),
             f"{r['suite/plain']:.2f}", f"{r['avalanche/plain']:.2f}",
             *(f"{n / seconds[m]:.0f}" for m in METHODS)]
 

@@ -8,7 +8,12 @@ the tables under ``results/`` (never typed). Names:
 - ``evidence``: the paragraphs of "What the evidence says", scenario by scenario, every figure
   read from the verdict map and the folders' tables;
 - ``summary FOLDER``: the folder's per-strategy table (A_T, forgetting or base/cloned accuracy,
-  locality, memory, training seconds) followed by its claim check under both readings.
+  locality, memory, training seconds) followed by its claim check under both readings;
+- ``trials FOLDER`` and ``settings GLOB`` (docs/tuning.md): a tuning folder's trials, and the
+  training settings compared in the folders matching GLOB (``benchmark.report.tuning_text``).
+
+The same marks work in any Markdown file: ``clonebench readme`` rewrites README.md and
+docs/tuning.md.
 
 ``clonebench readme --check`` exits 1 (printing the first differing section) when the README
 is not what the tables give; a test runs it.
@@ -24,6 +29,7 @@ import pandas as pd
 
 from benchmark.report.claim import COMPARISONS
 from benchmark.report.formats import role_tag
+from benchmark.report.tuning_text import settings_markdown, trials_markdown
 from benchmark.report.verdict import points, verdict_markdown, verdict_table
 from benchmark.report.verdict_text import evidence_text
 
@@ -131,8 +137,14 @@ def render_section(name: str, results: Path) -> str:
         return verdict_markdown(verdict_table(folders, [f.name for f in folders]))
     if name == "evidence":
         return evidence_text(verdict_table(folders, [f.name for f in folders]), results)
-    if name.startswith("summary "):
-        return summary_section(results / name.split(" ", 1)[1])
+    kind, _, argument = name.partition(" ")
+    if kind == "summary":
+        return summary_section(results / argument)
+    if kind == "trials":
+        return trials_markdown(results / argument)
+    if kind == "settings":
+        folders = sorted(results.glob(argument))
+        return settings_markdown(folders, [f.name for f in folders])
     raise ValueError(f"unknown generated section {name!r}")
 
 
@@ -156,6 +168,9 @@ def first_difference(old: str, new: str) -> str:
 def run(readme: Path, results: Path, check: bool) -> int:
     """Rewrites ``readme`` (or, with ``check``, says whether it is up to date: 0, else 1)."""
     text = readme.read_text()
+    if not SECTION.search(text):
+        print(f"{readme}: no generated section")
+        return 0
     new = rewrite(text, results)
     if check:
         if new != text:
