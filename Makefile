@@ -8,7 +8,7 @@ OUT    ?= results/default
 
 .PHONY: setup demo test test-fast clean-venv data tuning tuning-scenarios tuning-cnn \
         router-study results-matched results-pretrained results-fashion results-fashion-cnn \
-        results-cloning results-cloning-cnn results-domain results-mixed \
+        results-cloning results-cloning-cnn results-pnc-positions results-domain results-mixed \
         results-dynamic-expansion verdict readme results
 
 setup: $(STAMP)
@@ -125,6 +125,10 @@ results-cloning-cnn: setup data
 	    --scenario-option shots=$$shots --out results/cloning-cnn --jobs $(JOBS) --quiet \
 	    || exit 1; done
 
+results-pnc-positions: setup data
+	rm -rf results/pnc-positions-cnn
+	$(VENV)/bin/clonebench run --config experiments/pnc-positions-cnn.toml --jobs $(JOBS)
+
 results-domain: setup
 	rm -rf results/domain
 	$(VENV)/bin/clonebench run --config experiments/domain.toml --jobs $(JOBS)
@@ -148,7 +152,8 @@ readme: setup
 
 results: demo tuning tuning-scenarios tuning-cnn router-study results-matched \
          results-pretrained results-fashion results-fashion-cnn results-cloning \
-         results-cloning-cnn results-domain results-mixed results-dynamic-expansion verdict \
+         results-cloning-cnn results-pnc-positions results-domain results-mixed \
+         results-dynamic-expansion verdict \
          readme
 
 # Real Fashion-MNIST with no download: Debian's package dataset-fashion-mnist puts the four IDX

@@ -147,9 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where verdict.csv and verdict.md go (default: results/verdict)")
     readme = sub.add_parser("readme", help="rewrite the README's generated sections from the "
                             "committed tables (--check: only say whether they match)")
-    readme.add_argument("--check", action="store_true", help="exit 1 when the README differs")
+    readme.add_argument("--check", action="store_true", help="exit 1 when a file differs")
     readme.add_argument("files", type=Path, nargs="*", help="Markdown files with generated "
-                        "sections (default: README.md docs/tuning.md)")
+                        "sections (default: README.md docs/tuning.md docs/design.md)")
     readme.add_argument("--results", type=Path, default=Path("results"))
     compare = sub.add_parser("compare", help="whether two results folders agree within their "
                              "intervals, per stream, strategy and metric (exit 1 when not)")
@@ -286,7 +286,7 @@ def cmd_verdict(args) -> int:
 def cmd_readme(args) -> int:
     from benchmark.report import readme
 
-    files = args.files or [Path("README.md"), Path("docs/tuning.md")]
+    files = args.files or [Path("README.md"), Path("docs/tuning.md"), Path("docs/design.md")]
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise UsageError(f"{missing[0]} does not exist")

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
                    "summary cloning", "summary domain", "summary mixed"}),
     ("docs/tuning.md", {"trials tuning/split-digits", "trials tuning/cloning-split-digits",
                         "settings tuning/split-fashion-mnist/cnn-*"}),
+    ("docs/design.md", {"positions fashion-mnist", "positions fashion-mnist-cnn"}),
 ])
 def test_the_docs_are_what_the_committed_tables_give(name, expected):
     text = (ROOT / name).read_text()

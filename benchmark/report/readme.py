@@ -8,12 +8,16 @@ the tables under ``results/`` (never typed). Names:
 - ``evidence``: the paragraphs of "What the evidence says", scenario by scenario, every figure
   read from the verdict map and the folders' tables;
 - ``summary FOLDER``: the folder's per-strategy table (A_T, forgetting or base/cloned accuracy,
-  locality, memory, training seconds) followed by its claim check under both readings;
+  locality, memory, training seconds) followed by its claim check under both readings (where
+  PNC ran);
+- ``positions FOLDER`` (docs/design.md): PNC's candidate insertion positions in the folder,
+  how often each was chosen, its mean held-out accuracy and module bytes
+  (``tables/pnc_positions.csv``);
 - ``trials FOLDER`` and ``settings GLOB`` (docs/tuning.md): a tuning folder's trials, and the
   training settings compared in the folders matching GLOB (``benchmark.report.tuning_text``).
 
-The same marks work in any Markdown file: ``clonebench readme`` rewrites README.md and
-docs/tuning.md.
+The same marks work in any Markdown file: ``clonebench readme`` rewrites README.md,
+docs/tuning.md and docs/design.md.
 
 ``clonebench readme --check`` exits 1 (printing the first differing section) when the README
 is not what the tables give; a test runs it.
@@ -88,8 +92,24 @@ def summary_section(folder: Path) -> str:
                 _cell(r, "final_accuracy"), *values, _cell(r, "locality"),
                 _kb(float(r["total_bytes_mean"])), f"{float(r['seconds_mean']):.1f}"]) + " |")
         parts.append("\n".join(lines) + "\n")
-        parts.append(claim_lines(claims[claims["stream"] == setting]))
+        if (rows["label"] == "pnc").any():  # a folder without PNC has no claim to check
+            parts.append(claim_lines(claims[claims["stream"] == setting]))
     return "\n".join(parts)
+
+
+def positions_section(folder: Path) -> str:
+    """PNC's candidate positions per setting and PNC configuration of a folder (module
+    docstring)."""
+    table = _table(folder, "pnc_positions.csv")
+    table = table[(table["label"] == "pnc") | table["label"].str.startswith("pnc[")]
+    lines = ["| setting | configuration | position | candidate steps | chosen | held-out "
+             "accuracy (%) | module (KB) |", "|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        lines.append(f"| {r['stream']} | `{r['label']}` | {int(r['position'])} | "
+                     f"{int(r['candidates'])} | {int(r['chosen'])} | "
+                     f"{100 * r['heldout_accuracy_mean']:.1f} | "
+                     f"{_kb(float(r['module_bytes_mean']))} |")
+    return "\n".join(lines) + "\n"
 
 
 def claim_lines(claims: pd.DataFrame) -> str:
@@ -140,6 +160,8 @@ def render_section(name: str, results: Path) -> str:
     kind, _, argument = name.partition(" ")
     if kind == "summary":
         return summary_section(results / argument)
+    if kind == "positions":
+        return positions_section(results / argument)
     if kind == "trials":
         return trials_markdown(results / argument)
     if kind == "settings":
