@@ -186,3 +186,18 @@ def test_pnc_clones_into_the_pretrained_target_without_changing_it():
     net.remove(2)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), before)
+
+
+def test_a_wider_source_than_the_target_is_cloned_through_the_adapter():
+    """``source_backbone``: the zoo's sources are another architecture (here twice as wide as
+    the target); PNC's adapter maps the target's features to the source's, and the record says
+    which backbone the sources had."""
+    exp = Experiment(strategies=["pnc"], seeds=[0], train={"epochs": 1},
+                     scenario={"name": "cloning", "source_backbone": "mlp:hidden=256-256"})
+    (cfg,) = exp.run_configs()
+    record = execute_run(cfg)
+    assert record["status"] == "ok", record["error"]
+    assert record["config"]["source"]["backbone"] == "mlp:hidden=256-256"
+    assert record["config"]["backbone"] == "mlp"
+    (step,) = record["steps"][1:]
+    assert step["module_bytes"] > 0 and step["position"] is not None
