@@ -88,7 +88,7 @@ def summary_section(folder: Path) -> str:
             values = ([_cell(r, "base_accuracy"), _cell(r, "cloned_accuracy")] if cloning
                       else [_cell(r, "forgetting")])
             lines.append("| " + " | ".join([
-                name, "method" if r["label"] == "pnc" else r["role"], str(int(r["n"])),
+                name, "method" if r["strategy"] == "pnc" else r["role"], str(int(r["n"])),
                 _cell(r, "final_accuracy"), *values, _cell(r, "locality"),
                 _kb(float(r["total_bytes_mean"])), f"{float(r['seconds_mean']):.1f}"]) + " |")
         parts.append("\n".join(lines) + "\n")
