@@ -43,8 +43,9 @@ def test_a_settings_table_reads_the_chosen_scores_and_a_runs_cost(tmp_path):
 
 def test_changing_one_committed_value_changes_the_readme(tmp_path):
     results = tmp_path / "results"
-    for folder in readme.committed_folders(ROOT / "results"):
-        shutil.copytree(folder / "tables", results / folder.name / "tables")
+    for folder in (ROOT / "results").iterdir():  # every folder the README's sections read
+        if (folder / "tables").is_dir():
+            shutil.copytree(folder / "tables", results / folder.name / "tables")
     text = (ROOT / "README.md").read_text()
     assert readme.rewrite(text, results) == text
     summary_path = results / "default" / "tables" / "summary.csv"
