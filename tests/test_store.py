@@ -85,6 +85,20 @@ class TestOpen:
         ResultsStore(tmp_path).check()
         assert files_in(tmp_path / "runs") == ["0123456789abcdef.json"]
 
+    def test_another_drivers_write_beside_the_marker_is_left_alone(self, tmp_path):
+        """A temp file of a live writer at the folder's top level (the marker's or a report's
+        write by another driver on the same folder) is neither refused nor removed; a stale
+        one (its writer gone) is removed."""
+        import socket
+
+        ResultsStore(tmp_path).check(create=True).mark()
+        live = tmp_path / f".tmp-{os.getpid()}@{socket.gethostname()}~abc"
+        live.write_text("half a marker")
+        stale = tmp_path / f".tmp-999999999@{socket.gethostname()}~def"
+        stale.write_text("left by a killed driver")
+        ResultsStore(tmp_path).check()
+        assert live.exists() and not stale.exists()
+
     def test_missing_folder(self, tmp_path):
         with pytest.raises(UsageError, match="does not exist"):
             ResultsStore(tmp_path / "nothing").check()

@@ -161,7 +161,11 @@ class ResultsStore:
             if not create:
                 raise UsageError(f"results folder {self.root} does not exist")
             return self
-        entries = sorted(p.name for p in self.root.iterdir())
+        for path in self.root.glob(f"{TMP_PREFIX}*"):  # the marker's or a report's write
+            if _temp_is_stale(path):
+                path.unlink(missing_ok=True)
+        entries = sorted(p.name for p in self.root.iterdir()
+                         if not p.name.startswith(TMP_PREFIX))  # another driver's, in progress
         foreign = [name for name in entries if name not in KNOWN_ENTRIES]
         if foreign:
             raise UsageError(
