@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -100,8 +101,7 @@ def summary_section(folder: Path) -> str:
 def positions_section(folder: Path) -> str:
     """PNC's candidate positions per setting and PNC configuration of a folder (module
     docstring)."""
-    table = _table(folder, "pnc_positions.csv")
-    table = table[(table["label"] == "pnc") | table["label"].str.startswith("pnc[")]
+    table = _table(folder, "pnc_positions.csv")  # PNC's runs only, one label per config
     lines = ["| setting | configuration | position | candidate steps | chosen | held-out "
              "accuracy (%) | module (KB) |", "|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
@@ -150,13 +150,17 @@ def _bool(value):
     return bool(value)
 
 
-def render_section(name: str, results: Path) -> str:
-    """The body of the README section ``name`` (module docstring)."""
-    folders = committed_folders(results)
+def render_section(name: str, results: Path,
+                   verdict: Optional[pd.DataFrame] = None) -> str:
+    """The body of the README section ``name`` (module docstring); ``verdict``, the verdict
+    map of ``results`` when the caller has built it already."""
+    if name in ("verdict", "evidence") and verdict is None:
+        folders = committed_folders(results)
+        verdict = verdict_table(folders, [f.name for f in folders])
     if name == "verdict":
-        return verdict_markdown(verdict_table(folders, [f.name for f in folders]))
+        return verdict_markdown(verdict)
     if name == "evidence":
-        return evidence_text(verdict_table(folders, [f.name for f in folders]), results)
+        return evidence_text(verdict, results)
     kind, _, argument = name.partition(" ")
     if kind == "summary":
         return summary_section(results / argument)
@@ -171,10 +175,16 @@ def render_section(name: str, results: Path) -> str:
 
 
 def rewrite(text: str, results: Path) -> str:
-    """``text`` (a README) with every generated section rebuilt."""
+    """``text`` (a README) with every generated section rebuilt (the verdict map read once)."""
+    names = {m.group("name").strip() for m in SECTION.finditer(text)}
+    verdict = None
+    if names & {"verdict", "evidence"}:
+        folders = committed_folders(results)
+        verdict = verdict_table(folders, [f.name for f in folders])
+
     def body(match: re.Match) -> str:
-        return match.group(1) + render_section(match.group("name").strip(), results) + \
-            match.group(4)
+        return match.group(1) + render_section(match.group("name").strip(), results,
+                                                verdict) + match.group(4)
     return SECTION.sub(body, text)
 
 

@@ -140,6 +140,13 @@ def _temp_is_stale(path: Path) -> bool:
     return Owner(int(pid), host, None).is_dead()
 
 
+def _remove_stale_temps(folder: Path) -> None:
+    """Deletes the temp files in ``folder`` whose writer is gone (``_temp_is_stale``)."""
+    for path in folder.glob(f"{TMP_PREFIX}*"):
+        if _temp_is_stale(path):
+            path.unlink(missing_ok=True)
+
+
 class ResultsStore:
     """Reads and writes the run records of one results folder."""
 
@@ -161,9 +168,7 @@ class ResultsStore:
             if not create:
                 raise UsageError(f"results folder {self.root} does not exist")
             return self
-        for path in self.root.glob(f"{TMP_PREFIX}*"):  # the marker's or a report's write
-            if _temp_is_stale(path):
-                path.unlink(missing_ok=True)
+        _remove_stale_temps(self.root)  # the marker's writes; another driver's are left alone
         entries = sorted(p.name for p in self.root.iterdir()
                          if not p.name.startswith(TMP_PREFIX))  # another driver's, in progress
         foreign = [name for name in entries if name not in KNOWN_ENTRIES]
@@ -177,11 +182,11 @@ class ResultsStore:
                              "marker and no runs/ folder of records); choose an empty folder or "
                              "a results folder")
         if self.runs.exists():
+            _remove_stale_temps(self.runs)
             for path in self.runs.iterdir():
                 if path.name.startswith(TMP_PREFIX):
-                    if _temp_is_stale(path):
-                        path.unlink(missing_ok=True)
-                elif path.suffix != ".json" or not path.is_file():
+                    continue
+                if path.suffix != ".json" or not path.is_file():
                     raise RecordError(f"{path} is not a clonebench record; move it out of "
                                       f"{self.runs}")
             if marker is None:
